@@ -1,0 +1,191 @@
+"""A throwaway Dovecot IMAP server on loopback ports, with TLS from ``devstack.tls``.
+
+Two flavours: the normal one offers implicit TLS (imaps) and STARTTLS on the plain
+port; ``tls=False`` offers neither, to show that a client refuses to downgrade.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from devstack.process import find_binary, free_port, is_root, pid_alive, wait_for_port
+from devstack.tls import TlsFiles, make_tls
+
+CONFIG = """\
+base_dir = {run}
+state_dir = {state}
+instance_name = imap-intake-{tag}
+log_path = {log}
+info_log_path = {log}
+protocols = imap
+listen = 127.0.0.1
+ssl = {ssl}
+{ssl_files}
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+mail_location = maildir:~/Maildir
+first_valid_uid = 0
+first_valid_gid = 0
+mail_uid = {uid}
+mail_gid = {gid}
+default_login_user = {login_user}
+default_internal_user = {internal_user}
+mail_max_userip_connections = 200
+passdb {{
+  driver = passwd-file
+  args = scheme=PLAIN username_format=%u {users}
+}}
+userdb {{
+  driver = static
+  args = home={home}/%u
+}}
+service imap-login {{
+  inet_listener imap {{
+    address = 127.0.0.1
+    port = {port}
+  }}
+  inet_listener imaps {{
+    address = 127.0.0.1
+    port = {tls_port}
+    ssl = {imaps_ssl}
+  }}
+  process_limit = 200
+}}
+service imap {{
+  process_limit = 200
+}}
+service auth {{
+  user = {auth_user}
+}}
+service auth-worker {{
+  user = {auth_user}
+}}
+service stats {{
+  unix_listener stats-reader {{
+    user = {internal_user}
+  }}
+  unix_listener stats-writer {{
+    user = {internal_user}
+  }}
+}}
+"""
+
+
+@dataclass
+class DovecotServer:
+    root: Path
+    port: int = 0
+    tls_port: int = 0
+    tls: bool = True
+    users: dict[str, str] = field(default_factory=dict)
+    tls_files: TlsFiles | None = None
+
+    @classmethod
+    def create(cls, *, tls: bool = True, users: dict[str, str] | None = None) -> DovecotServer:
+        root = Path(tempfile.mkdtemp(prefix="imap-intake-dovecot-"))
+        return cls(root=root, tls=tls, users=dict(users or {}))
+
+    def destroy(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / "dovecot.conf"
+
+    @property
+    def pid_path(self) -> Path:
+        return self.root / "run" / "master.pid"
+
+    def write_config(self) -> None:
+        self.port = self.port or free_port()
+        self.tls_port = self.tls_port or free_port()
+        for sub in ("run", "state", "home"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        me = pwd.getpwuid(os.geteuid())
+        if is_root():
+            # Dovecot refuses mail access as root: mail processes run as nobody, which is
+            # why the whole server lives in a world-traversable temporary directory.
+            login_user, internal_user, auth_user = "dovenull", "dovecot", "root"
+            me = pwd.getpwnam("nobody")
+            os.chown(self.root / "home", me.pw_uid, me.pw_gid)
+            self.root.chmod(0o755)
+        else:
+            login_user = internal_user = auth_user = me.pw_name
+        ssl_files = ""
+        if self.tls:
+            self.tls_files = self.tls_files or make_tls(self.root / "tls")
+            ssl_files = (
+                f"ssl_cert = <{self.tls_files.server_cert}\nssl_key = <{self.tls_files.server_key}\n"
+                "ssl_min_protocol = TLSv1.2"
+            )
+        self.config_path.write_text(
+            CONFIG.format(
+                run=self.root / "run", state=self.root / "state", log=self.root / "dovecot.log",
+                tag=self.root.name, ssl="yes" if self.tls else "no", ssl_files=ssl_files,
+                uid=me.pw_uid, gid=me.pw_gid, login_user=login_user, internal_user=internal_user,
+                auth_user=auth_user, users=self.root / "users", home=self.root / "home",
+                port=self.port, tls_port=self.tls_port, imaps_ssl="yes" if self.tls else "no",
+            )
+        )
+        self.write_users()
+
+    def write_users(self) -> None:
+        lines = [f"{user}:{{PLAIN}}{password}::::::" for user, password in self.users.items()]
+        path = self.root / "users"
+        path.write_text("\n".join(lines) + "\n")
+        path.chmod(0o600)
+
+    def add_user(self, user: str, password: str) -> None:
+        self.users[user] = password
+        self.write_users()  # passwd-file is re-read when it changes
+
+    def start(self) -> None:
+        self.write_config()
+        subprocess.run(
+            [find_binary("dovecot", ["/usr/sbin"]), "-c", str(self.config_path)],
+            # The daemon keeps inherited pipes open: never capture its output.
+            check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.port)
+        wait_for_port(self.tls_port)
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_path.read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def stop(self) -> None:
+        pid = self.pid()
+        if pid is None or not pid_alive(pid):
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while pid_alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def append_messages(server: DovecotServer, user: str, messages: list[tuple[bytes, object]], *, folder: str = "INBOX", batch: int = 100) -> None:
+    """APPEND messages (raw bytes, INTERNALDATE) with MULTIAPPEND batches, over TLS as the user."""
+    import ssl
+
+    from imapclient import IMAPClient
+
+    assert server.tls_files is not None
+    context = ssl.create_default_context(cafile=str(server.tls_files.ca_cert))
+    with IMAPClient("127.0.0.1", server.tls_port, ssl=True, ssl_context=context) as client:
+        client.login(user, server.users[user])
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+        for start in range(0, len(messages), batch):
+            chunk = messages[start : start + batch]
+            client.multiappend(folder, [{"msg": raw, "date": date} for raw, date in chunk])

@@ -1,0 +1,65 @@
+"""Small process helpers shared by the servers: free ports, waiting, privilege drop."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, *, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def run_as_service_user(args: list[str], user: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` as ``user`` when we are root (initdb and pg_ctl refuse root), else as ourselves."""
+    if is_root():
+        args = ["runuser", "-u", user, "--", *args]
+    return subprocess.run(args, check=True, text=True, capture_output=True, **kwargs)  # type: ignore[call-overload]
+
+
+def chown_to(path: Path, user: str) -> None:
+    if is_root():
+        entry = pwd.getpwnam(user)
+        for p in [path, *path.rglob("*")]:
+            os.chown(p, entry.pw_uid, entry.pw_gid)
+
+
+def find_binary(name: str, extra_dirs: list[str]) -> str:
+    for d in extra_dirs:
+        candidate = Path(d) / name
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: run 'make test' or 'bash scripts/bootstrap.sh' to install it")
+    return found
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True

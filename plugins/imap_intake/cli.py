@@ -1,0 +1,193 @@
+"""``imap-intake``: the same service calls as the operators, for use without a scheduler."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from imap_intake.exceptions import ImapIntakeError
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return str(value)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, default=_json_default, sort_keys=True))
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from imap_intake.hooks.imap import ImapIntakeHook
+
+    ok, message = ImapIntakeHook(args.conn_id).test_connection()
+    print(("OK: " if ok else "FAILED: ") + message)
+    return 0 if ok else 1
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    from imap_intake.service.run import parse_window, run_poll
+
+    result = run_poll(args.workspace, now=_now(), window=parse_window(args.since, args.until), workspaces_file=args.workspaces_file)
+    _print_json(result.as_dict())
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from imap_intake.service.run import run_import
+
+    _print_json(run_import(args.workspace, now=_now(), workspaces_file=args.workspaces_file).as_dict())
+    return 0
+
+
+def _ledger(args: argparse.Namespace) -> Any:
+    from imap_intake.store import db
+    from imap_intake.workspaces import get_workspace
+
+    conn_id = args.postgres_conn_id
+    if not conn_id and getattr(args, "workspace", None):
+        conn_id = get_workspace(args.workspace, args.workspaces_file).postgres_conn_id
+    return db.connect(conn_id or "imap_intake_db")
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from imap_intake.store import report
+
+    with _ledger(args) as connection:
+        rows = report.status(connection, args.workspace)
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no polls recorded yet" + (f" for workspace '{args.workspace}'" if args.workspace else ""))
+    for row in rows:
+        print(f"workspace {row['workspace']}")
+        for cursor in row["cursors"]:
+            print(f"  cursor   {cursor['folder']} on {cursor['account']}: UIDVALIDITY {cursor['uidvalidity']}, last UID {cursor['last_uid']}")
+        last = row["last_poll"]
+        if last:
+            print(f"  last poll {last['started_at']:%Y-%m-%d %H:%M:%S} {last['mode']}: {last['status']}, "
+                  f"{last['fetched']} fetched, {last['imported']} attachment(s) stored" + (f" - {last['error']}" if last["error"] else ""))
+        print("  messages " + (", ".join(f"{k} {v}" for k, v in row["outcomes"].items()) or "none"))
+        print("  imports  " + (", ".join(f"{k} {v}" for k, v in row["imports"].items()) or "none"))
+        for item in row["quarantined"]:
+            print(f"  quarantined attachment {item['id']} {item['original_filename']!r} after {item['attempts']} attempts: {item['last_error']}")
+    return 0
+
+
+def cmd_attachments(args: argparse.Namespace) -> int:
+    from imap_intake.store import report
+
+    with _ledger(args) as connection:
+        for row in report.attachments(connection, args.workspace):
+            if args.json:
+                _print_json(row)
+            else:
+                print(f"{row['uid']:>6} {row['import_status']:<11} {row['supplier'] or '-':<16} {row['filename']} ({row['size']} bytes)")
+    return 0
+
+
+def cmd_encrypt(args: argparse.Namespace) -> int:
+    from imap_intake.crypto import KeyRing
+
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise ImapIntakeError("no password on standard input: pipe it in, e.g. 'imap-intake encrypt-password --conn-id ID < file'")
+    print(KeyRing.from_env().encrypt(password, conn_id=args.conn_id))
+    return 0
+
+
+def cmd_rotate(args: argparse.Namespace) -> int:
+    from imap_intake.crypto import KeyRing
+
+    envelope = sys.stdin.readline().strip()
+    print(KeyRing.from_env().rotate(envelope, conn_id=args.conn_id))
+    return 0
+
+
+def cmd_generate_key(args: argparse.Namespace) -> int:
+    from imap_intake.crypto import generate_key
+
+    print(f"{args.key_id}:{generate_key()}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from imap_intake.store import db
+
+    with db.connect_dsn(db.dsn_for_connection(args.postgres_conn_id)) as connection:
+        applied = db.migrate(connection)
+    print("applied: " + (", ".join(applied) or "nothing (up to date)"))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="imap-intake", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def workspace_args(p: argparse.ArgumentParser, *, optional: bool = False) -> None:
+        p.add_argument("workspace", nargs="?" if optional else None)
+        p.add_argument("--workspaces-file", help="default: $IMAP_INTAKE_WORKSPACES_FILE or $AIRFLOW_HOME/include/workspaces.yaml")
+
+    p = sub.add_parser("check", help="test an imap_intake connection and explain what is wrong")
+    p.add_argument("conn_id")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("poll", help="poll a workspace's mailbox now (same code as the DAG task)")
+    workspace_args(p)
+    p.add_argument("--since", help="backfill window start (ISO date); needs --until")
+    p.add_argument("--until", help="backfill window end, exclusive")
+    p.set_defaults(func=cmd_poll)
+    p = sub.add_parser("import", help="import pending attachments of a workspace as orders")
+    workspace_args(p)
+    p.set_defaults(func=cmd_import)
+    p = sub.add_parser("status", help="cursor, last poll, counts by outcome, quarantined imports")
+    workspace_args(p, optional=True)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--postgres-conn-id")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("attachments", help="stored attachments (one JSON object per line with --json)")
+    workspace_args(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--postgres-conn-id")
+    p.set_defaults(func=cmd_attachments)
+    p = sub.add_parser("encrypt-password", help="read a password on stdin, print an AES-256-GCM envelope")
+    p.add_argument("--conn-id", required=True)
+    p.set_defaults(func=cmd_encrypt)
+    p = sub.add_parser("rotate-password", help="read an envelope on stdin, print it re-encrypted under the active key")
+    p.add_argument("--conn-id", required=True)
+    p.set_defaults(func=cmd_rotate)
+    p = sub.add_parser("generate-key", help="print a new key entry for IMAP_INTAKE_KEYS")
+    p.add_argument("--key-id", default=dt.date.today().strftime("k%Y%m%d"))
+    p.set_defaults(func=cmd_generate_key)
+    p = sub.add_parser("migrate", help="apply the ledger's SQL migrations")
+    p.add_argument("--postgres-conn-id", default="imap_intake_db")
+    p.set_defaults(func=cmd_migrate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ImapIntakeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The mailbox seam: every byte of IMAP I/O goes through ``imap.mailbox``."""

@@ -1,0 +1,37 @@
+"""Test connection: connect, log in, EXAMINE the folder, and say in plain words what happened."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from imap_intake.exceptions import ImapIntakeError
+from imap_intake.imap.mailbox import Mailbox
+from imap_intake.imap.settings import ConnectionSettings
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    ok: bool
+    message: str
+
+
+def diagnose(settings: ConnectionSettings) -> Diagnosis:
+    hint = settings.port_mode_hint()
+    try:
+        with Mailbox.open(settings) as mailbox:
+            state = mailbox.examine()
+            caps = set(mailbox.capabilities)
+    except ImapIntakeError as exc:
+        message = str(exc)
+        if hint and hint not in message:
+            message += f" (note: {hint})"
+        return Diagnosis(False, message)
+    offers = ", ".join(
+        f"{name} {'offered' if name in caps else 'not offered'}" for name in ("IDLE", "CONDSTORE")
+    )
+    return Diagnosis(
+        True,
+        f"Connected to {settings.host}:{settings.port} ({settings.encryption}) as {settings.username}; "
+        f"folder '{state.name}' opened read-only: {state.exists} messages, UIDVALIDITY {state.uidvalidity}, "
+        f"UIDNEXT {state.uidnext}; {offers}.",
+    )

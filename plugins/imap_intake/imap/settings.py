@@ -1,0 +1,181 @@
+"""Connection settings: the fields of an ``imap_intake`` Airflow connection, validated.
+
+Pure: takes the connection's fields as plain values, returns a frozen dataclass or raises
+``ConfigError`` with a message that names the connection, the field and the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from imap_intake.exceptions import ConfigError
+from imap_intake.imap.presets import (
+    PRESETS,
+    WELL_KNOWN_PLAIN_PORTS,
+    WELL_KNOWN_TLS_PORTS,
+    Preset,
+    preset,
+)
+
+ENCRYPTIONS = ("tls", "starttls", "none")
+_FINGERPRINT = re.compile(r"^(?:sha256[:/])?([0-9a-fA-F]{2}(?::?[0-9a-fA-F]{2}){31})$")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _bool(value: Any, *, conn_id: str, name: str, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"true", "1", "yes", "on"}:
+        return True
+    if text in {"false", "0", "no", "off"}:
+        return False
+    raise ConfigError(f"connection '{conn_id}': extra '{name}' must be true or false, not {value!r}")
+
+
+def normalise_fingerprint(value: str, *, conn_id: str) -> str:
+    match = _FINGERPRINT.match(value.strip())
+    if not match:
+        raise ConfigError(
+            f"connection '{conn_id}': cert_fingerprint must be a SHA-256 fingerprint "
+            "(64 hex digits, colons optional), e.g. the output of "
+            "'openssl x509 -noout -fingerprint -sha256 -in cert.pem'"
+        )
+    digits = match.group(1).replace(":", "").upper()
+    return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    conn_id: str
+    host: str
+    port: int
+    username: str
+    password: str = field(repr=False)
+    provider: str = "generic"
+    encryption: str = "tls"
+    validate_certificate: bool = True
+    ca_cert: str | None = field(default=None, repr=False)
+    cert_fingerprint: str | None = None
+    folder: str = "INBOX"
+    address: str | None = None
+    default_supplier: str | None = None
+    timeout: float = 30.0
+    allow_insecure_plaintext: bool = False
+
+    @property
+    def preset(self) -> Preset:
+        return preset(self.provider)
+
+    @property
+    def account(self) -> str:
+        """Identifies the mailbox in the ledger: user at host (never the password)."""
+        return f"{self.username}@{self.host}:{self.port}"
+
+    @property
+    def describe(self) -> str:
+        return f"connection '{self.conn_id}' ({self.username} at {self.host}:{self.port}, {self.encryption})"
+
+    def port_mode_hint(self) -> str | None:
+        """A static warning when the port and the TLS mode do not match the usual pairing."""
+        if self.encryption == "tls" and self.port in WELL_KNOWN_PLAIN_PORTS:
+            return (
+                f"port {self.port} normally speaks STARTTLS or plaintext, not implicit TLS: "
+                "set encryption=starttls, or use port 993 with encryption=tls"
+            )
+        if self.encryption in {"starttls", "none"} and self.port in WELL_KNOWN_TLS_PORTS:
+            return (
+                f"port {self.port} normally speaks implicit TLS: set encryption=tls, "
+                "or use port 143 with encryption=starttls"
+            )
+        return None
+
+
+def settings_from_fields(
+    conn_id: str,
+    *,
+    host: str | None,
+    port: int | None,
+    login: str | None,
+    password: str | None,
+    extra: Mapping[str, Any],
+) -> ConnectionSettings:
+    """Build settings from an Airflow connection's fields; provider presets fill the gaps."""
+    extra = {k.removeprefix("extra__imap_intake__"): v for k, v in extra.items()}
+    provider = str(extra.get("provider") or "generic").lower()
+    if provider not in PRESETS:
+        raise ConfigError(
+            f"connection '{conn_id}': provider {provider!r} is unknown; use one of {', '.join(PRESETS)}"
+        )
+    chosen = PRESETS[provider]
+    host = (host or chosen.host or "").strip()
+    if not host:
+        raise ConfigError(f"connection '{conn_id}': the host is empty; set it to your IMAP server's name")
+    encryption = str(extra.get("encryption") or chosen.encryption).lower()
+    if encryption not in ENCRYPTIONS:
+        raise ConfigError(
+            f"connection '{conn_id}': encryption {encryption!r} is unknown; use tls (port 993), "
+            "starttls (port 143) or none (loopback only)"
+        )
+    default_port = 993 if encryption == "tls" else (chosen.port if chosen.encryption == encryption else 143)
+    try:
+        port_number = int(port or default_port)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"connection '{conn_id}': port {port!r} is not a number") from exc
+    if not login:
+        raise ConfigError(
+            f"connection '{conn_id}': login is empty; set it to the mailbox user (usually the full address)"
+        )
+    if not password:
+        raise ConfigError(
+            f"connection '{conn_id}': password is empty; {chosen.login_hint}"
+        )
+    allow_plain = _bool(
+        extra.get("allow_insecure_plaintext"), conn_id=conn_id, name="allow_insecure_plaintext", default=False
+    )
+    if encryption == "none" and not is_loopback(host) and not allow_plain:
+        raise ConfigError(
+            f"connection '{conn_id}': encryption=none would send the password in plaintext to {host}; "
+            "plaintext is allowed only to loopback hosts. Use encryption=tls (993) or starttls (143), "
+            "or set extra allow_insecure_plaintext=true if this network is trusted"
+        )
+    if chosen.loopback_only and not is_loopback(host) and encryption == "none":
+        raise ConfigError(f"connection '{conn_id}': Proton Bridge without TLS is only safe on loopback")
+    fingerprint = extra.get("cert_fingerprint") or None
+    try:
+        timeout = float(extra.get("timeout") or 30)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"connection '{conn_id}': timeout {extra.get('timeout')!r} is not a number") from exc
+    return ConnectionSettings(
+        conn_id=conn_id,
+        host=host,
+        port=port_number,
+        username=login,
+        password=password,
+        provider=provider,
+        encryption=encryption,
+        validate_certificate=_bool(
+            extra.get("validate_certificate"), conn_id=conn_id, name="validate_certificate", default=True
+        ),
+        ca_cert=extra.get("ca_cert") or None,
+        cert_fingerprint=normalise_fingerprint(str(fingerprint), conn_id=conn_id) if fingerprint else None,
+        folder=str(extra.get("folder") or "INBOX"),
+        address=extra.get("address") or None,
+        default_supplier=extra.get("default_supplier") or None,
+        timeout=timeout,
+        allow_insecure_plaintext=allow_plain,
+    )

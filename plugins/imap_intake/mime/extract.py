@@ -1,0 +1,246 @@
+"""Extract purchase-order attachments from one raw message. Pure: bytes in, dataclasses out.
+
+What counts as an attachment: a leaf part with a file name or ``Content-Disposition:
+attachment``, or a non-text body part (application/*). Forwarded messages
+(``message/rfc822``) are opened at any depth up to ``max_depth``. Inline images and
+signatures are left out; inline PDFs are kept. winmail.dat is unpacked.
+"""
+
+from __future__ import annotations
+
+import email
+import email.header
+import email.policy
+import email.utils
+import hashlib
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from email.utils import getaddresses, parseaddr
+
+from imap_intake.mime import tnef
+from imap_intake.mime.filenames import safe_filename
+from imap_intake.mime.sniff import sniff
+
+SIGNATURE_TYPES = frozenset(
+    {"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature"}
+)
+DEFAULT_ACCEPTED = frozenset({"pdf", "csv", "xlsx", "xml"})
+MAX_PARTS = 500
+
+
+@dataclass(frozen=True)
+class Attachment:
+    index: int
+    original_filename: str
+    filename: str
+    declared_type: str
+    kind: str
+    data: bytes = field(repr=False)
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True)
+class SkippedPart:
+    original_filename: str
+    kind: str
+    size: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class ExtractedMessage:
+    message_id: str | None
+    sender: str | None
+    subject: str
+    recipients: tuple[str, ...]
+    attachments: tuple[Attachment, ...]
+    skipped: tuple[SkippedPart, ...]
+    defects: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_attachment_bytes: int = 25 * 1024 * 1024
+    accepted: frozenset[str] = DEFAULT_ACCEPTED
+    max_depth: int = 20
+
+
+def _text_header(msg: Message, name: str) -> str:
+    try:
+        value = msg.get(name)
+    except Exception:  # noqa: BLE001 - the email package raises many types on hostile headers
+        return ""
+    return re.sub(r"[\r\n\t]+", " ", str(value or "")).strip()[:998]
+
+
+def _addresses(msg: Message, *names: str) -> tuple[str, ...]:
+    values: list[str] = []
+    for name in names:
+        try:
+            values += [str(v) for v in msg.get_all(name, [])]
+        except Exception:  # noqa: BLE001
+            continue
+    found = []
+    for _display, address in getaddresses([v.replace("\r", " ").replace("\n", " ") for v in values]):
+        address = address.strip().lower()
+        if "@" in address and address not in found:
+            found.append(address)
+    return tuple(found)
+
+
+def message_id_of(msg: Message) -> str | None:
+    raw = _text_header(msg, "Message-ID")
+    match = re.search(r"<([^<>\s]{1,500})>", raw)
+    return match.group(1) if match else (raw[:500] or None)
+
+
+def _filename(part: Message) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:  # noqa: BLE001 - broken RFC 2231 parameters
+        name = None
+    if not name:
+        # Some mailers only name the part in Content-Type's "name" parameter.
+        try:
+            name = part.get_param("name", header="content-type")  # type: ignore[assignment]
+        except Exception:  # noqa: BLE001
+            name = None
+        if isinstance(name, tuple):
+            name = email.utils.collapse_rfc2231_value(name)
+    if name and "=?" in str(name):
+        try:
+            name = str(email.header.make_header(email.header.decode_header(str(name))))
+        except Exception:  # noqa: BLE001 - a broken encoded word stays as it is
+            pass
+    return re.sub(r"[\r\n]+", " ", str(name or ""))[:1000]
+
+
+def _payload(part: Message) -> bytes:
+    try:
+        data = part.get_payload(decode=True)
+    except Exception:  # noqa: BLE001 - truncated base64 and friends
+        data = None
+    if isinstance(data, bytes):
+        return data
+    raw = part.get_payload()
+    return raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else b""
+
+
+def _is_attachment(part: Message, filename: str, parent_type: str) -> bool:
+    ctype = part.get_content_type()
+    disposition = (part.get_content_disposition() or "").lower()
+    if ctype in SIGNATURE_TYPES:
+        return False
+    if parent_type == "multipart/related" and ctype.startswith("image/"):
+        return False  # logos and signatures embedded in an HTML body
+    if disposition == "inline" and ctype.startswith("image/"):
+        return False
+    if disposition == "attachment" or filename:
+        return True
+    return ctype.startswith("application/") or ctype in {"text/csv", "text/xml"}
+
+
+def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], parent: str = "") -> Iterator[tuple[Message, str]]:
+    ctype = msg.get_content_type()
+    if ctype == "message/rfc822" or (ctype.startswith("message/") and msg.is_multipart()):
+        if depth >= limits.max_depth:
+            defects.append(f"forwarded messages nested deeper than {limits.max_depth}; inner ones not opened")
+            return
+        inner = msg.get_payload()
+        for sub in inner if isinstance(inner, list) else []:
+            if isinstance(sub, Message):
+                yield from _leaves(sub, depth + 1, limits, defects, ctype)
+        return
+    if msg.is_multipart():
+        payload = msg.get_payload()
+        for sub in payload if isinstance(payload, list) else []:
+            if isinstance(sub, Message):
+                yield from _leaves(sub, depth, limits, defects, ctype)
+        return
+    yield msg, parent
+
+
+def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
+    """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
+    attachments: list[Attachment] = []
+    skipped: list[SkippedPart] = []
+    index = 0
+
+    def consider(name: str, declared: str, data: bytes) -> None:
+        nonlocal index
+        index += 1
+        kind = sniff(data, declared, name)
+        if kind == "tnef":
+            try:
+                inner = tnef.unpack(data, max_total=limits.max_attachment_bytes)
+            except tnef.TnefError as exc:
+                skipped.append(SkippedPart(name, kind, len(data), f"winmail.dat not readable: {exc}"))
+                return
+            for item in inner:
+                consider(item.name, "application/octet-stream", item.data)
+            return
+        if len(data) > limits.max_attachment_bytes:
+            skipped.append(SkippedPart(name, kind, len(data), f"too large: {len(data)} bytes > limit {limits.max_attachment_bytes}"))
+            return
+        if kind not in limits.accepted:
+            skipped.append(SkippedPart(name, kind, len(data), f"unsupported type: {kind} (accepted: {', '.join(sorted(limits.accepted))})"))
+            return
+        attachments.append(
+            Attachment(
+                index=index,
+                original_filename=name,
+                filename=safe_filename(name, kind=kind, index=index),
+                declared_type=declared,
+                kind=kind,
+                data=data,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+            )
+        )
+
+    for count, (part, parent) in enumerate(_leaves(msg, 0, limits, defects)):
+        if count >= MAX_PARTS:
+            defects.append(f"more than {MAX_PARTS} parts; the rest were not read")
+            break
+        name = _filename(part)
+        if _is_attachment(part, name, parent):
+            consider(name, part.get_content_type(), _payload(part))
+    _sender_name, sender = parseaddr(_text_header(msg, "From"))
+    return ExtractedMessage(
+        message_id=message_id_of(msg),
+        sender=sender.lower() or None,
+        subject=_subject(msg),
+        recipients=_addresses(msg, "Delivered-To", "X-Original-To", "To", "Cc"),
+        attachments=tuple(attachments),
+        skipped=tuple(skipped),
+        defects=tuple(dict.fromkeys(defects)),
+    )
+
+
+def _subject(msg: Message) -> str:
+    raw = _text_header(msg, "Subject")
+    try:
+        return str(email.header.make_header(email.header.decode_header(raw)))[:998]
+    except Exception:  # noqa: BLE001
+        return raw
+
+
+def fingerprint(raw: bytes, message_id: str | None) -> str:
+    """Identify a message across UIDs and folders.
+
+    Message-ID plus a hash of everything after the header block: a re-delivered copy gains
+    trace headers (Received, Delivered-To) but keeps its Message-ID and body. Without a
+    Message-ID the whole raw message is hashed.
+    """
+    if message_id:
+        split = re.search(rb"\r?\n\r?\n", raw)
+        body = raw[split.end():] if split else b""
+        digest = hashlib.sha256(body).hexdigest()
+        return "mid:" + hashlib.sha256(f"{message_id}\0{digest}".encode("utf-8", "surrogateescape")).hexdigest()
+    return "raw:" + hashlib.sha256(raw).hexdigest()
+

@@ -1,0 +1,65 @@
+"""``get_provider_info()`` for the ``apache_airflow_provider`` entry point: the ``imap_intake`` connection type."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from imap_intake import __version__
+
+
+def _field(label: str, kind: str | list[str], *, default: Any = None, description: str | None = None, **schema: Any) -> dict[str, Any]:
+    types = kind if isinstance(kind, list) else [kind, "null"]
+    spec: dict[str, Any] = {"label": label, "schema": {"type": types, **schema}}
+    if default is not None:
+        spec["schema"]["default"] = default
+    if description:
+        spec["description"] = description
+    return spec
+
+
+CONN_FIELDS = {
+    "provider": _field("Provider preset", "string", default="generic", enum=["gmail", "office365", "proton_bridge", "generic"],
+                       description="gmail: imap.gmail.com:993 TLS; office365: outlook.office365.com:993 TLS; "
+                                   "proton_bridge: 127.0.0.1:1143 STARTTLS (local Bridge only); generic: port 993 TLS"),
+    "encryption": _field("Encryption", "string", default="tls", enum=["tls", "starttls", "none"],
+                         description="tls = implicit TLS (port 993, default); starttls (port 143); none only to loopback hosts"),
+    "validate_certificate": _field("Validate certificate", "boolean", default=True,
+                                   description="Keep on. For a self-signed server supply the CA or a SHA-256 pin instead"),
+    "ca_cert": _field("CA certificate (PEM)", "string", description="Trust this CA for the server's certificate"),
+    "cert_fingerprint": _field("Certificate SHA-256 fingerprint", "string",
+                               description="Pin the server certificate (e.g. Proton Bridge's self-signed one)"),
+    "folder": _field("Folder", "string", default="INBOX", description="Folder to poll, opened read-only"),
+    "address": _field("Mailbox address", "string", description="The address this mailbox receives, for identification"),
+    "default_supplier": _field("Default supplier", "string", description="Supplier for orders no sender rule matches"),
+    "timeout": _field("Timeout (seconds)", "integer", default=30),
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "imap-intake",
+        "name": "imap-intake",
+        "description": "Exactly-once purchase-order intake from IMAP mailboxes.",
+        "versions": [__version__],
+        "integrations": [{"integration-name": "IMAP intake", "tags": ["protocol"]}],
+        "hooks": [{"integration-name": "IMAP intake", "python-modules": ["imap_intake.hooks.imap"]}],
+        "operators": [{"integration-name": "IMAP intake", "python-modules": ["imap_intake.operators.intake"]}],
+        "connection-types": [
+            {
+                "hook-class-name": "imap_intake.hooks.imap.ImapIntakeHook",
+                "hook-name": "IMAP mailbox (imap-intake)",
+                "connection-type": "imap_intake",
+                "conn-fields": CONN_FIELDS,
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "extra"],
+                    "relabeling": {"login": "Username", "password": "Password (app password)"},
+                    "placeholders": {
+                        "host": "imap.gmail.com",
+                        "port": "993",
+                        "login": "usually the full email address, e.g. orders@example.com",
+                        "password": "an app password for Gmail and Microsoft 365",
+                    },
+                },
+            }
+        ],
+    }

@@ -1,0 +1,1 @@
+"""Orchestration: mailbox -> extraction -> storage -> ledger (poll), ledger -> parsers -> orders (import)."""

@@ -1,0 +1,58 @@
+"""The entry points operators and the CLI share: one call each, same code path."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from imap_intake.hooks.imap import ImapIntakeHook
+from imap_intake.service.imports import ImportResult, import_pending
+from imap_intake.service.poll import PollResult, Window, poll
+from imap_intake.store import db
+from imap_intake.store.storage import AttachmentStore
+from imap_intake.workspaces import get_workspace
+
+
+def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, workspaces_file: str | Path | None = None) -> PollResult:
+    workspace = get_workspace(slug, workspaces_file)
+    settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
+    store = AttachmentStore(workspace.storage_base)
+    with db.connect(workspace.postgres_conn_id) as connection:
+        return poll(
+            workspace, settings, connection=connection, now=now, window=window,
+            store=lambda attachment: store.put(attachment.data, attachment.sha256),
+        )
+
+
+def run_import(slug: str, *, now: dt.datetime, limit: int | None = None, workspaces_file: str | Path | None = None) -> ImportResult:
+    workspace = get_workspace(slug, workspaces_file)
+    store = AttachmentStore(workspace.storage_base)
+    with db.connect(workspace.postgres_conn_id) as connection:
+        return import_pending(workspace, connection=connection, read=store.get, now=now, limit=limit)
+
+
+def parse_window(since: Any, until: Any) -> Window | None:
+    """A window from two ISO dates or datetimes (UTC when naive); both or neither."""
+    if not since and not until:
+        return None
+    if not since or not until:
+        from imap_intake.exceptions import ConfigError
+
+        raise ConfigError("a backfill needs both 'since' and 'until' (ISO dates, e.g. 2026-01-01)")
+
+    def moment(value: Any) -> dt.datetime:
+        if isinstance(value, dt.datetime):
+            parsed = value
+        elif isinstance(value, dt.date):
+            parsed = dt.datetime.combine(value, dt.time())
+        else:
+            parsed = dt.datetime.fromisoformat(str(value))
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+
+    start, end = moment(since), moment(until)
+    if end <= start:
+        from imap_intake.exceptions import ConfigError
+
+        raise ConfigError(f"backfill window is empty: until ({end.isoformat()}) must be after since ({start.isoformat()})")
+    return Window(start, end)

@@ -1,0 +1,1 @@
+"""Postgres (the ledger: exactly-once is the database's job) and object storage."""

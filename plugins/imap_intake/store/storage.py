@@ -1,0 +1,47 @@
+"""Content-addressed attachment storage through Airflow's ObjectStoragePath.
+
+``<base>/sha256/ab/abcdef...``: the same bytes are stored once, whatever their name. A write
+goes to a temporary name first and is renamed into place, so a crash never leaves a short
+file under a final name.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from imap_intake.exceptions import StorageError
+
+
+class AttachmentStore:
+    def __init__(self, base: str, *, conn_id: str | None = None) -> None:
+        from airflow.sdk import ObjectStoragePath
+
+        self.base = base.rstrip("/")
+        self._root = ObjectStoragePath(self.base, conn_id=conn_id) if conn_id else ObjectStoragePath(self.base)
+
+    def uri_for(self, sha256: str) -> str:
+        return f"{self.base}/sha256/{sha256[:2]}/{sha256}"
+
+    def _path(self, sha256: str):  # type: ignore[no-untyped-def]
+        return self._root / "sha256" / sha256[:2] / sha256
+
+    def put(self, data: bytes, sha256: str) -> str:
+        path = self._path(sha256)
+        try:
+            if path.exists() and path.stat().st_size == len(data):
+                return self.uri_for(sha256)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = path.parent / f".{sha256}.{uuid.uuid4().hex}.tmp"
+            with temporary.open("wb") as handle:
+                handle.write(data)
+            temporary.rename(path)
+        except OSError as exc:
+            raise StorageError(f"cannot write attachment {sha256} under {self.base}: {exc}; check the storage base and its permissions") from exc
+        return self.uri_for(sha256)
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            with self._path(sha256).open("rb") as handle:
+                return bytes(handle.read())
+        except OSError as exc:
+            raise StorageError(f"cannot read attachment {sha256} from {self.base}: {exc}") from exc

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what the project needs, idempotently: Debian's postgresql and dovecot-imapd when
+# missing, uv, and .venv with the pinned lock plus this project (editable). Second runs are fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+need_debs=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
+command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_debs+=(dovecot-imapd)
+if [ ${#need_debs[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need_debs[*]}"
+  sudo_if_needed apt-get update -qq
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_debs[@]}" >/dev/null
+fi
+if ! command -v uv >/dev/null 2>&1; then
+  if [ -x "$HOME/.local/bin/uv" ]; then export PATH="$HOME/.local/bin:$PATH"
+  else
+    echo "bootstrap: installing uv"
+    python3 -m pip install -q --user uv 2>/dev/null || python3 -m pip install -q uv
+    export PATH="$HOME/.local/bin:$PATH"
+  fi
+fi
+
+stamp=.venv/.imap-intake-stamp
+want=$(cat requirements.txt pyproject.toml ${BENCH:+requirements-bench.txt} | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
+  exit 0
+fi
+echo "bootstrap: creating .venv from requirements.txt"
+[ -x .venv/bin/python ] || uv venv -q --python python3.11 .venv
+VIRTUAL_ENV=.venv uv pip install -q -r requirements.txt ${BENCH:+-r requirements-bench.txt}
+VIRTUAL_ENV=.venv uv pip install -q --no-deps -e .
+echo "$want" > "$stamp"
