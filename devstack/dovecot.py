@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,20 @@ from pathlib import Path
 
 from devstack.process import find_binary, free_port, is_root, pid_alive, wait_for_port
 from devstack.tls import TlsFiles, make_tls
+
+class _AnyUser(dict[str, str]):
+    """user -> password for a static passdb: the same password for every user name."""
+
+    def __init__(self, password: str) -> None:
+        super().__init__()
+        self._password = password
+
+    def __missing__(self, key: str) -> str:
+        return self._password
+
+    def get(self, key: str, default: object = None) -> str:  # type: ignore[override]
+        return self._password
+
 
 CONFIG = """\
 base_dir = {run}
@@ -40,8 +55,8 @@ default_login_user = {login_user}
 default_internal_user = {internal_user}
 mail_max_userip_connections = 200
 passdb {{
-  driver = passwd-file
-  args = scheme=PLAIN username_format=%u {users}
+  driver = static
+  args = password={password}
 }}
 userdb {{
   driver = static
@@ -85,13 +100,13 @@ class DovecotServer:
     port: int = 0
     tls_port: int = 0
     tls: bool = True
-    users: dict[str, str] = field(default_factory=dict)
+    password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     tls_files: TlsFiles | None = None
 
     @classmethod
-    def create(cls, *, tls: bool = True, users: dict[str, str] | None = None) -> DovecotServer:
+    def create(cls, *, tls: bool = True, password: str | None = None) -> DovecotServer:
         root = Path(tempfile.mkdtemp(prefix="imap-intake-dovecot-"))
-        return cls(root=root, tls=tls, users=dict(users or {}))
+        return cls(root=root, tls=tls, password=password or secrets.token_urlsafe(18))
 
     def destroy(self) -> None:
         self.stop()
@@ -132,21 +147,20 @@ class DovecotServer:
                 run=self.root / "run", state=self.root / "state", log=self.root / "dovecot.log",
                 tag=self.root.name, ssl="yes" if self.tls else "no", ssl_files=ssl_files,
                 uid=me.pw_uid, gid=me.pw_gid, login_user=login_user, internal_user=internal_user,
-                auth_user=auth_user, users=self.root / "users", home=self.root / "home",
+                auth_user=auth_user, password=self.password, home=self.root / "home",
                 port=self.port, tls_port=self.tls_port, imaps_ssl="yes" if self.tls else "no",
             )
         )
-        self.write_users()
+        self.config_path.chmod(0o600)
 
-    def write_users(self) -> None:
-        lines = [f"{user}:{{PLAIN}}{password}::::::" for user, password in self.users.items()]
-        path = self.root / "users"
-        path.write_text("\n".join(lines) + "\n")
-        path.chmod(0o600)
+    @property
+    def users(self) -> dict[str, str]:
+        return _AnyUser(self.password)
 
-    def add_user(self, user: str, password: str) -> None:
-        self.users[user] = password
-        self.write_users()  # passwd-file is re-read when it changes
+    def add_user(self, user: str) -> str:
+        """Every user name logs in with the server's one password (a static passdb: a passwd-file
+        is re-read at most once a second, too slow for tests that add users as they go)."""
+        return self.password
 
     def start(self) -> None:
         self.write_config()
@@ -188,4 +202,4 @@ def append_messages(server: DovecotServer, user: str, messages: list[tuple[bytes
             client.create_folder(folder)
         for start in range(0, len(messages), batch):
             chunk = messages[start : start + batch]
-            client.multiappend(folder, [{"msg": raw, "date": date} for raw, date in chunk])
+            client.multiappend(folder, [{"msg": raw, "date": date} if date else raw for raw, date in chunk])

@@ -56,7 +56,7 @@ class Stack:
         state = {
             "postgres": {"data_dir": str(self.postgres.data_dir), "port": self.postgres.port},
             "dovecot": {"root": str(self.dovecot.root), "port": self.dovecot.port, "tls_port": self.dovecot.tls_port,
-                        "users": self.dovecot.users},
+                        "password": self.dovecot.password},
             "env": self.env,
             "airflow_pgid": self.airflow_pgid,
         }
@@ -73,7 +73,7 @@ class Stack:
         dovecot_state = state["dovecot"]
         root = Path(dovecot_state["root"])
         dovecot = DovecotServer(root=root, port=dovecot_state["port"], tls_port=dovecot_state["tls_port"],
-                                users=dovecot_state["users"], tls_files=TlsFiles(root / "tls" / "ca.pem", root / "tls" / "server.pem", root / "tls" / "server.key"))
+                                password=dovecot_state["password"], tls_files=TlsFiles(root / "tls" / "ca.pem", root / "tls" / "server.pem", root / "tls" / "server.key"))
         postgres = PostgresServer(data_dir=Path(state["postgres"]["data_dir"]), port=state["postgres"]["port"])
         return cls(postgres=postgres, dovecot=dovecot, env=state["env"], airflow_pgid=state.get("airflow_pgid"))
 
@@ -92,7 +92,7 @@ class Stack:
         postgres = PostgresServer.create()
         postgres.start()
         password = secrets.token_urlsafe(18)
-        dovecot = DovecotServer.create(users={DEMO_USER: password})
+        dovecot = DovecotServer.create(password=password)
         dovecot.start()
         assert dovecot.tls_files is not None
         from imap_intake.crypto import KeyRing, generate_key

@@ -36,13 +36,17 @@ def ownership(workspace: Workspace, recipients: tuple[str, ...]) -> str | None:
     )
 
 
-def attribute(workspace: Workspace, sender: str | None, connection_default: str | None = None) -> Route:
-    """The first sender rule that matches (address rules before domain rules), else the
-    workspace's default supplier, else the connection's."""
+def attribute(workspace: Workspace, sender: str | None, connection_default: str | None = None, *,
+              forwarded_senders: tuple[str, ...] = ()) -> Route:
+    """The first sender rule that matches (address rules before domain rules), tried on the
+    sender and then on the senders of forwarded messages inside it; else the workspace's
+    default supplier, else the connection's."""
     sender = (sender or "").lower()
-    for rule in sorted(workspace.supplier_rules, key=lambda r: "@" not in r.match):
-        if sender and rule.matches(sender):
-            return Route(True, "routed", rule.supplier, f"sender {rule.match}")
+    rules = sorted(workspace.supplier_rules, key=lambda r: "@" not in r.match)
+    for candidate, via in [(sender, "sender"), *((s, "forwarded sender") for s in forwarded_senders)]:
+        for rule in rules:
+            if candidate and rule.matches(candidate):
+                return Route(True, "routed", rule.supplier, f"{via} {rule.match}")
     default = workspace.default_supplier or connection_default
     if default:
         return Route(True, "routed", default, "default supplier")

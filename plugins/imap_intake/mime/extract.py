@@ -56,6 +56,7 @@ class ExtractedMessage:
     sender: str | None
     subject: str
     recipients: tuple[str, ...]
+    forwarded_senders: tuple[str, ...]
     attachments: tuple[Attachment, ...]
     skipped: tuple[SkippedPart, ...]
     defects: tuple[str, ...]
@@ -143,7 +144,7 @@ def _is_attachment(part: Message, filename: str, parent_type: str) -> bool:
     return ctype.startswith("application/") or ctype in {"text/csv", "text/xml"}
 
 
-def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], parent: str = "") -> Iterator[tuple[Message, str]]:
+def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], senders: list[str], parent: str = "") -> Iterator[tuple[Message, str]]:
     ctype = msg.get_content_type()
     if ctype == "message/rfc822" or (ctype.startswith("message/") and msg.is_multipart()):
         if depth >= limits.max_depth:
@@ -152,13 +153,16 @@ def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], parent
         inner = msg.get_payload()
         for sub in inner if isinstance(inner, list) else []:
             if isinstance(sub, Message):
-                yield from _leaves(sub, depth + 1, limits, defects, ctype)
+                sender = parseaddr(_text_header(sub, "From"))[1].lower()
+                if sender and sender not in senders:
+                    senders.append(sender)
+                yield from _leaves(sub, depth + 1, limits, defects, senders, ctype)
         return
     if msg.is_multipart():
         payload = msg.get_payload()
         for sub in payload if isinstance(payload, list) else []:
             if isinstance(sub, Message):
-                yield from _leaves(sub, depth, limits, defects, ctype)
+                yield from _leaves(sub, depth, limits, defects, senders, ctype)
         return
     yield msg, parent
 
@@ -203,7 +207,8 @@ def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
             )
         )
 
-    for count, (part, parent) in enumerate(_leaves(msg, 0, limits, defects)):
+    forwarded: list[str] = []
+    for count, (part, parent) in enumerate(_leaves(msg, 0, limits, defects, forwarded)):
         if count >= MAX_PARTS:
             defects.append(f"more than {MAX_PARTS} parts; the rest were not read")
             break
@@ -216,6 +221,7 @@ def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
         sender=sender.lower() or None,
         subject=_subject(msg),
         recipients=_addresses(msg, "Delivered-To", "X-Original-To", "To", "Cc"),
+        forwarded_senders=tuple(forwarded),
         attachments=tuple(attachments),
         skipped=tuple(skipped),
         defects=tuple(dict.fromkeys(defects)),

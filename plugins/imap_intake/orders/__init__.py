@@ -8,7 +8,7 @@ from imap_intake.exceptions import OrderParseError
 from imap_intake.orders.model import Order, OrderLine
 from imap_intake.orders.pdf import parse_pdf
 from imap_intake.orders.tabular import parse_csv, parse_xlsx
-from imap_intake.orders.xml import parse_xml
+from imap_intake.orders.xml_order import parse_xml
 
 PARSERS: dict[str, Callable[[bytes], Order]] = {
     "csv": parse_csv,

@@ -74,7 +74,7 @@ def classify(workspace: Workspace, settings: ConnectionSettings, extracted: Extr
         if extracted.skipped:
             return "no_supported_attachment", "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped), None, None
         return "no_supported_attachment", "no attachments", None, None
-    supplier = attribute(workspace, extracted.sender, settings.default_supplier)
+    supplier = attribute(workspace, extracted.sender, settings.default_supplier, forwarded_senders=extracted.forwarded_senders)
     if not supplier.routed:
         return "not_routed", supplier.reason, None, None
     names = ", ".join(a.filename for a in extracted.attachments)

@@ -1,0 +1,119 @@
+"""Session fixtures: one real PostgreSQL and one real Dovecot (TLS), started once, on loopback.
+
+Airflow is pointed at a throwaway home before anything imports it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+_HOME = Path(tempfile.mkdtemp(prefix="imap-intake-test-airflow-"))
+os.environ.update({
+    "AIRFLOW_HOME": str(_HOME),
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+    "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+    "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+    "IMAP_INTAKE_STORAGE_BASE": f"file://{_HOME}/storage",
+})
+
+from devstack.dovecot import DovecotServer, append_messages  # noqa: E402
+from devstack.postgres import PostgresServer  # noqa: E402
+from imap_intake.config import Workspace  # noqa: E402
+from imap_intake.imap.settings import ConnectionSettings  # noqa: E402
+
+_counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer.create()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    server = DovecotServer.create()
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def plain_dovecot() -> Iterator[DovecotServer]:
+    """A Dovecot that offers no TLS at all: STARTTLS must fail closed against it."""
+    server = DovecotServer.create(tls=False)
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture()
+def db(postgres: PostgresServer):  # type: ignore[no-untyped-def]
+    from imap_intake.store import db as store_db
+
+    connection = store_db.connect_dsn(postgres.dsn)
+    store_db.migrate(connection)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture()
+def unique() -> Callable[[str], str]:
+    return lambda prefix: f"{prefix}{next(_counter)}_{secrets.token_hex(3)}"
+
+
+@pytest.fixture()
+def mail_user(dovecot: DovecotServer, unique: Callable[[str], str]) -> str:
+    """A fresh mailbox on the shared Dovecot."""
+    user = f"{unique('u')}@example.test"
+    dovecot.add_user(user)
+    return user
+
+
+def make_settings(server: DovecotServer, user: str, **overrides: object) -> ConnectionSettings:
+    assert server.tls_files is not None or overrides.get("encryption") in {"none", "starttls"}
+    values: dict[str, object] = {
+        "conn_id": "test_imap", "host": "127.0.0.1", "port": server.tls_port, "username": user,
+        "password": server.users.get(user, "x"), "encryption": "tls",
+        "ca_cert": server.tls_files.ca_pem if server.tls_files else None, "timeout": 10.0,
+    }
+    values.update(overrides)
+    return ConnectionSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def settings(dovecot: DovecotServer, mail_user: str) -> ConnectionSettings:
+    return make_settings(dovecot, mail_user)
+
+
+def make_workspace(slug: str, **overrides: object) -> Workspace:
+    import datetime as dt
+
+    values: dict[str, object] = {
+        "slug": slug, "imap_conn_id": "test_imap", "start_date": dt.date(2026, 1, 1),
+        "storage_base": f"file://{_HOME}/storage", "default_supplier": "Default Supplier", "batch_size": 3,
+    }
+    values.update(overrides)
+    return Workspace(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture()
+def append(dovecot: DovecotServer) -> Callable[..., None]:
+    def _append(user: str, messages: list[tuple[bytes, object]], folder: str = "INBOX") -> None:
+        append_messages(dovecot, user, messages, folder=folder)
+
+    return _append
