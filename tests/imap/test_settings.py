@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import pytest
+
+from imap_intake.exceptions import ConfigError
+from imap_intake.imap.settings import settings_from_fields
+
+
+def build(**kw: object):  # type: ignore[no-untyped-def]
+    base: dict[str, object] = {"host": None, "port": None, "login": "orders@acme.example", "password": "app-pw-1", "extra": {}}
+    base.update(kw)
+    return settings_from_fields("c", **base)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("provider", "host", "port", "encryption"),
+    [("gmail", "imap.gmail.com", 993, "tls"), ("office365", "outlook.office365.com", 993, "tls"),
+     ("proton_bridge", "127.0.0.1", 1143, "starttls")],
+)
+def test_presets_fill_host_port_and_mode(provider: str, host: str, port: int, encryption: str) -> None:
+    s = build(extra={"provider": provider})
+    assert (s.host, s.port, s.encryption) == (host, port, encryption)
+
+
+def test_generic_defaults_to_993_tls_and_validation_on() -> None:
+    s = build(host="mail.acme.example")
+    assert (s.port, s.encryption, s.validate_certificate, s.folder) == (993, "tls", True, "INBOX")
+
+
+def test_plaintext_to_a_remote_host_is_refused() -> None:
+    with pytest.raises(ConfigError, match="plaintext is allowed only to loopback"):
+        build(host="mail.acme.example", port=143, extra={"encryption": "none"})
+    assert build(host="mail.acme.example", port=143, extra={"encryption": "none", "allow_insecure_plaintext": "true"}).encryption == "none"
+    assert build(host="127.0.0.1", port=143, extra={"encryption": "none"}).encryption == "none"
+
+
+@pytest.mark.parametrize(("port", "encryption", "hint"), [(993, "starttls", "set encryption=tls"), (143, "tls", "set encryption=starttls")])
+def test_port_mode_mismatch_hint(port: int, encryption: str, hint: str) -> None:
+    assert hint in (build(host="m.example", port=port, extra={"encryption": encryption}).port_mode_hint() or "")
+
+
+def test_prefixed_extras_from_the_ui_are_understood() -> None:
+    s = build(host="m.example", extra={"extra__imap_intake__folder": "Orders", "extra__imap_intake__timeout": "12"})
+    assert s.folder == "Orders" and s.timeout == 12
+
+
+def test_fingerprint_is_normalised_and_validated() -> None:
+    raw = "ab" * 32
+    assert build(host="m.example", extra={"cert_fingerprint": raw}).cert_fingerprint == ":".join(["AB"] * 32)
+    with pytest.raises(ConfigError, match="SHA-256 fingerprint"):
+        build(host="m.example", extra={"cert_fingerprint": "abc"})
+
+
+def test_password_never_in_repr_and_empty_password_says_app_password() -> None:
+    assert "app-pw-1" not in repr(build(host="m.example"))
+    with pytest.raises(ConfigError, match="app password"):
+        build(password="", extra={"provider": "gmail"})
+
+
+@pytest.mark.parametrize("extra", [{"encryption": "ssl"}, {"provider": "yahoo"}, {"timeout": "soon"}, {"validate_certificate": "maybe"}])
+def test_bad_extras_are_named(extra: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match="connection 'c'"):
+        build(host="m.example", extra=extra)

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from imap_intake.config import load_workspaces
+from imap_intake.exceptions import ConfigError
+
+ENV = {"IMAP_INTAKE_STORAGE_BASE": "file:///srv/po"}
+
+
+def load(text: str) -> tuple:  # type: ignore[type-arg]
+    return load_workspaces(text, source="ws.yaml", env=ENV)
+
+
+def test_minimal_workspace_gets_defaults() -> None:
+    (ws,) = load("workspaces:\n  - {slug: acme, imap_conn_id: imap_acme, start_date: 2026-02-01}\n")
+    assert ws.dag_id == "imap_intake__acme" and ws.start_date == dt.date(2026, 2, 1)
+    assert ws.accepted_types == {"pdf", "csv", "xlsx", "xml"} and ws.postgres_conn_id == "imap_intake_db"
+    assert ws.pool == "imap_intake__imap_acme" and ws.storage_base == "file:///srv/po"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("- {slug: Bad Slug, imap_conn_id: x, start_date: 2026-01-01}", "slug must be lower-case"),
+        ("- {slug: a, start_date: 2026-01-01}", "imap_conn_id is required"),
+        ("- {slug: a, imap_conn_id: x}", "start_date is required"),
+        ("- {slug: a, imap_conn_id: x, start_date: yesterday}", "not a date; write it as YYYY-MM-DD"),
+        ("- {slug: a, imap_conn_id: x, start_date: 2026-01-01, accepted_types: [docx]}", "accepted_types must be"),
+        ("- {slug: a, imap_conn_id: x, start_date: 2026-01-01, max_attachment_mb: -1}", "max_attachment_mb must be a number"),
+        ("- {slug: a, imap_conn_id: x, start_date: 2026-01-01, colour: red}", "unknown field(s) colour"),
+        ("- {slug: a, imap_conn_id: x, start_date: 2026-01-01, supplier_rules: [{match: a.example}]}", "supplier_rules[0] needs"),
+        ("- {slug: a, imap_conn_id: x, start_date: 2026-01-01, storage_base: '${NOPE}/x'}", "${NOPE}"),
+        ("- {slug: a, imap_conn_id: x, start_date: 2026-01-01}\n  - {slug: a, imap_conn_id: y, start_date: 2026-01-01}", "appears twice"),
+    ],
+)
+def test_errors_name_the_field_and_the_fix(body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load("workspaces:\n  " + body + "\n")
+    assert message in str(info.value) and "ws.yaml" in str(info.value)
+
+
+def test_missing_storage_base_says_where_to_set_it() -> None:
+    with pytest.raises(ConfigError, match="IMAP_INTAKE_STORAGE_BASE"):
+        load_workspaces("workspaces:\n  - {slug: a, imap_conn_id: x, start_date: 2026-01-01}\n", source="f", env={})
+
+
+def test_not_yaml() -> None:
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load("workspaces: [\n")
+
+
+def test_the_shipped_workspaces_file_is_valid() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "include" / "workspaces.yaml").read_text()
+    (demo,) = load(text)
+    assert demo.slug == "demo" and demo.imap_conn_id == "imap_demo"
