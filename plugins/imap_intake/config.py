@@ -72,10 +72,6 @@ class Workspace:
         return f"imap_intake__{self.slug}"
 
     @property
-    def asset_uri(self) -> str:
-        return f"imap-intake://{self.slug}/purchase-orders"
-
-    @property
     def max_attachment_bytes(self) -> int:
         return int(self.max_attachment_mb * 1024 * 1024)
 

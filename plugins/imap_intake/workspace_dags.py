@@ -21,8 +21,9 @@ DEFAULT_ARGS = {
 }
 
 
-def orders_asset(workspace: Workspace) -> Asset:
-    return Asset(name=f"imap_intake__{workspace.slug}__purchase_orders", uri=workspace.asset_uri)
+def orders_asset(slug: str) -> Asset:
+    """The asset a workspace updates when orders arrive: ``schedule=[orders_asset("acme")]``."""
+    return Asset(name=f"imap_intake__{slug}__purchase_orders", uri=f"imap-intake://{slug}/purchase-orders")
 
 
 def _doc(workspace: Workspace) -> str:
@@ -30,7 +31,7 @@ def _doc(workspace: Workspace) -> str:
         f"### imap-intake: {workspace.slug}\n\n{workspace.description}\n\n"
         f"Polls connection `{workspace.imap_conn_id}` (folder `{workspace.folder or 'from the connection'}`) "
         f"read-only and records every message once in `{workspace.postgres_conn_id}`; imports orders "
-        f"and updates the asset `{workspace.asset_uri}`.\n\n"
+        f"and updates the asset `imap-intake://{workspace.slug}/purchase-orders`.\n\n"
         "Backfill a window: `airflow backfill create` on this DAG, or trigger with conf "
         '`{"since": "2026-01-01", "until": "2026-02-01"}`. See `imap-intake status` for outcomes.'
     )
@@ -65,7 +66,7 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None) -> DA
         ]
         publish = PublishOrdersOperator(
             task_id="publish_orders", import_task_ids=[t.task_id for t in imports],
-            outlets=[orders_asset(workspace)], trigger_rule="all_done", retries=0,
+            outlets=[orders_asset(workspace.slug)], trigger_rule="all_done", retries=0,
         )
         poll >> imports  # type: ignore[operator]
         imports >> publish  # type: ignore[operator]

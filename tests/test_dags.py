@@ -1,0 +1,180 @@
+"""The DAG factory: integrity without network or database, and real runs with dag.test().
+
+All dag.test() runs live in this one module: each Python process pays Airflow's start-up once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from devstack.samples import demo_mailbox
+from imap_intake.config import load_workspaces
+from tests.conftest import ROOT
+
+
+class NoNetwork(Exception):
+    pass
+
+
+def test_dags_folder_imports_without_network_or_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise NoNetwork("DAG parsing must not open sockets")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    import runpy
+
+    namespace = runpy.run_path(str(ROOT / "dags" / "workspaces.py"))
+    dag = namespace["imap_intake__demo"]
+    assert dag.max_active_runs == 1 and "imap-intake" in dag.tags and dag.doc_md
+    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    poll = dag.get_task("poll_mailbox")
+    assert poll.pool == "imap_intake__imap_demo" and poll.retries == 3 and poll.retry_exponential_backoff
+    assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders_1", "import_orders_2", "publish_orders"}
+    assert [a.uri for a in dag.get_task("publish_orders").outlets] == ["imap-intake://demo/purchase-orders"]
+
+
+def test_a_thousand_workspaces_build_a_thousand_dags() -> None:
+    from imap_intake.workspace_dags import build_dags
+
+    text = "workspaces:\n" + "".join(
+        f"  - {{slug: w{i}, imap_conn_id: imap_{i % 7}, start_date: 2026-01-01, storage_base: 'file:///x'}}\n" for i in range(1000)
+    )
+    dags = build_dags(load_workspaces(text, source="t", env={}))
+    assert len(dags) == 1000 and len({d.get_task("poll_mailbox").pool for d in dags.values()}) == 7
+
+
+def test_permanent_errors_fail_fast_and_transient_ones_retry() -> None:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from imap_intake.exceptions import AuthenticationFailed, MailboxUnreachable
+    from imap_intake.operators.intake import _no_retry_for_permanent
+
+    def raise_(exc: Exception):  # type: ignore[no-untyped-def]
+        def call() -> None:
+            raise exc
+        return call
+
+    with pytest.raises(AirflowFailException, match="not retried"):
+        _no_retry_for_permanent(raise_(AuthenticationFailed("bad password")))
+    with pytest.raises(MailboxUnreachable):
+        _no_retry_for_permanent(raise_(MailboxUnreachable("reset")))
+
+
+# -- real runs ------------------------------------------------------------------------------------
+
+
+CONSUMER = """
+# An Airflow DAG a user writes: it runs when the workspace's orders asset is updated.
+import os
+from pathlib import Path
+from airflow.sdk import DAG, task
+from imap_intake.workspace_dags import orders_asset
+
+with DAG("orders_consumer", schedule=[orders_asset("dagtest")]) as consumer_dag:
+    @task
+    def consume():
+        Path(os.environ["CONSUMER_MARK"]).write_text("ran")
+    consume()
+"""
+
+
+@pytest.fixture(scope="module")
+def dag_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A dags folder with our factory file and a consumer DAG; dag.test() loads DAGs from there."""
+    folder = tmp_path_factory.mktemp("dags")
+    (folder / "workspaces.py").write_text((ROOT / "dags" / "workspaces.py").read_text())
+    (folder / "consumer.py").write_text(CONSUMER)
+    saved = {k: os.environ.get(k) for k in ("AIRFLOW__CORE__DAGS_FOLDER", "IMAP_INTAKE_WORKSPACES_FILE", "CONSUMER_MARK")}
+    os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(folder)
+    os.environ["IMAP_INTAKE_WORKSPACES_FILE"] = str(folder / "workspaces.yaml")
+    os.environ["CONSUMER_MARK"] = str(folder / "consumer-ran")
+    import airflow.settings
+
+    saved_folder, airflow.settings.DAGS_FOLDER = airflow.settings.DAGS_FOLDER, str(folder)  # read once at import
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    yield folder
+    airflow.settings.DAGS_FOLDER = saved_folder
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def _flags(dovecot, user):  # type: ignore[no-untyped-def]
+    context = ssl.create_default_context(cafile=str(dovecot.tls_files.ca_cert))
+    with IMAPClient("127.0.0.1", dovecot.tls_port, ssl=True, ssl_context=context) as client:
+        client.login(user, dovecot.password)
+        client.select_folder("INBOX", readonly=True)
+        return client.fetch(client.search(["ALL"]), ["FLAGS"])
+
+
+@pytest.mark.integration
+@pytest.mark.airflow
+def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folder, dovecot, postgres, mail_user, append, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import runpy
+
+    from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    append(mail_user, demo_mailbox(mail_user))
+    before = _flags(dovecot, mail_user)
+    (dag_folder / "workspaces.yaml").write_text(textwrap.dedent(f"""
+        workspaces:
+          - slug: dagtest
+            imap_conn_id: imap_dagtest
+            start_date: 2026-01-01
+            storage_base: file://{dag_folder}/storage
+            supplier_rules: [{{match: nordwind-logistik.example, supplier: Nordwind}}]
+            default_supplier: Others
+            pool: default_pool
+    """))
+    monkeypatch.setenv("AIRFLOW_CONN_IMAP_DAGTEST", json.dumps({
+        "conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port, "login": mail_user,
+        "password": dovecot.password, "extra": {"ca_cert": dovecot.tls_files.ca_pem, "validate_certificate": True}}))
+    monkeypatch.setenv("AIRFLOW_CONN_IMAP_INTAKE_DB", json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port, "login": postgres.user,
+        "password": postgres.password, "schema": postgres.database}))
+    dag = runpy.run_path(str(dag_folder / "workspaces.py"))["imap_intake__dagtest"]
+    consumer_module = runpy.run_path(str(dag_folder / "consumer.py"))
+    consumer = next(v for v in consumer_module.values() if getattr(v, "dag_id", None) == "orders_consumer")
+    assert str(consumer.test().state).endswith("success")  # serialises the consumer; runs once by hand
+    (dag_folder / "consumer-ran").unlink()
+    from airflow.models.dag import DagModel
+
+    with create_session() as session:  # the user toggles the consumer on
+        session.query(DagModel).filter(DagModel.dag_id == "orders_consumer").update({"is_paused": False})
+
+    run = dag.test()
+    assert str(run.state).endswith("success")
+    counts = dict(db.execute("SELECT outcome, count(*) FROM imap_intake.message WHERE workspace='dagtest' GROUP BY 1").fetchall())
+    assert counts == {"imported": 6, "no_supported_attachment": 2}
+    assert db.execute("SELECT count(*) FROM imap_intake.purchase_order WHERE workspace='dagtest'").fetchone()[0] == 6
+    assert _flags(dovecot, mail_user) == before
+
+    def events() -> list:  # type: ignore[type-arg]
+        with create_session() as session:
+            return [e.extra for e in session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+                    .filter(AssetModel.uri == "imap-intake://dagtest/purchase-orders")]
+
+    assert [e["imported"] for e in events()] == [6]
+    with create_session() as session:  # what the scheduler turns into a run of the consumer
+        assert session.query(AssetDagRunQueue).filter(AssetDagRunQueue.target_dag_id == "orders_consumer").count() == 1
+    assert str(consumer.test().state).endswith("success")
+    assert (dag_folder / "consumer-ran").read_text() == "ran"
+
+    second = dag.test()  # nothing new: no double import, no second asset event
+    assert str(second.state).endswith("success")
+    assert db.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace='dagtest'").fetchone()[0] == 6
+    assert len(events()) == 1
