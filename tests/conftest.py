@@ -25,6 +25,7 @@ os.environ.update({
     "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
     "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{_HOME}/airflow.db",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     "IMAP_INTAKE_STORAGE_BASE": f"file://{_HOME}/storage",
 })
 
@@ -34,6 +35,14 @@ from imap_intake.config import Workspace  # noqa: E402
 from imap_intake.imap.settings import ConnectionSettings  # noqa: E402
 
 _counter = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> None:
+    """Airflow's own metadata database (SQLite), migrated once per session."""
+    import subprocess
+
+    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
 
 
 @pytest.fixture(scope="session")

@@ -90,7 +90,7 @@ with DAG("orders_consumer", schedule=[orders_asset("dagtest")]) as consumer_dag:
 
 
 @pytest.fixture(scope="module")
-def dag_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def dag_folder(tmp_path_factory: pytest.TempPathFactory, airflow_db: None) -> Path:
     """A dags folder with our factory file and a consumer DAG; dag.test() loads DAGs from there."""
     folder = tmp_path_factory.mktemp("dags")
     (folder / "workspaces.py").write_text((ROOT / "dags" / "workspaces.py").read_text())
@@ -102,7 +102,6 @@ def dag_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import airflow.settings
 
     saved_folder, airflow.settings.DAGS_FOLDER = airflow.settings.DAGS_FOLDER, str(folder)  # read once at import
-    subprocess.run([str(Path(sys.executable).parent / "airflow"), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
     yield folder
     airflow.settings.DAGS_FOLDER = saved_folder
     for key, value in saved.items():

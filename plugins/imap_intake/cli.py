@@ -22,8 +22,17 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_STDOUT = sys.stdout
+
+
+def emit(text: str) -> None:
+    """Command output. Everything else (Airflow's logs included) goes to stderr, so stdout stays parseable."""
+    _STDOUT.write(text + "\n")
+    _STDOUT.flush()
+
+
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, default=_json_default, sort_keys=True))
+    emit(json.dumps(value, default=_json_default, sort_keys=True))
 
 
 def _now() -> dt.datetime:
@@ -34,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from imap_intake.hooks.imap import ImapIntakeHook
 
     ok, message = ImapIntakeHook(args.conn_id).test_connection()
-    print(("OK: " if ok else "FAILED: ") + message)
+    emit(("OK: " if ok else "FAILED: ") + message)
     return 0 if ok else 1
 
 
@@ -72,19 +81,19 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(rows)
         return 0
     if not rows:
-        print("no polls recorded yet" + (f" for workspace '{args.workspace}'" if args.workspace else ""))
+        emit("no polls recorded yet" + (f" for workspace '{args.workspace}'" if args.workspace else ""))
     for row in rows:
-        print(f"workspace {row['workspace']}")
+        emit(f"workspace {row['workspace']}")
         for cursor in row["cursors"]:
-            print(f"  cursor   {cursor['folder']} on {cursor['account']}: UIDVALIDITY {cursor['uidvalidity']}, last UID {cursor['last_uid']}")
+            emit(f"  cursor   {cursor['folder']} on {cursor['account']}: UIDVALIDITY {cursor['uidvalidity']}, last UID {cursor['last_uid']}")
         last = row["last_poll"]
         if last:
-            print(f"  last poll {last['started_at']:%Y-%m-%d %H:%M:%S} {last['mode']}: {last['status']}, "
+            emit(f"  last poll {last['started_at']:%Y-%m-%d %H:%M:%S} {last['mode']}: {last['status']}, "
                   f"{last['fetched']} fetched, {last['imported']} attachment(s) stored" + (f" - {last['error']}" if last["error"] else ""))
-        print("  messages " + (", ".join(f"{k} {v}" for k, v in row["outcomes"].items()) or "none"))
-        print("  imports  " + (", ".join(f"{k} {v}" for k, v in row["imports"].items()) or "none"))
+        emit("  messages " + (", ".join(f"{k} {v}" for k, v in row["outcomes"].items()) or "none"))
+        emit("  imports  " + (", ".join(f"{k} {v}" for k, v in row["imports"].items()) or "none"))
         for item in row["quarantined"]:
-            print(f"  quarantined attachment {item['id']} {item['original_filename']!r} after {item['attempts']} attempts: {item['last_error']}")
+            emit(f"  quarantined attachment {item['id']} {item['original_filename']!r} after {item['attempts']} attempts: {item['last_error']}")
     return 0
 
 
@@ -96,7 +105,7 @@ def cmd_attachments(args: argparse.Namespace) -> int:
             if args.json:
                 _print_json(row)
             else:
-                print(f"{row['uid']:>6} {row['import_status']:<11} {row['supplier'] or '-':<16} {row['filename']} ({row['size']} bytes)")
+                emit(f"{row['uid']:>6} {row['import_status']:<11} {row['supplier'] or '-':<16} {row['filename']} ({row['size']} bytes)")
     return 0
 
 
@@ -106,7 +115,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise ImapIntakeError("no password on standard input: pipe it in, e.g. 'imap-intake encrypt-password --conn-id ID < file'")
-    print(KeyRing.from_env().encrypt(password, conn_id=args.conn_id))
+    emit(KeyRing.from_env().encrypt(password, conn_id=args.conn_id))
     return 0
 
 
@@ -114,14 +123,14 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     from imap_intake.crypto import KeyRing
 
     envelope = sys.stdin.readline().strip()
-    print(KeyRing.from_env().rotate(envelope, conn_id=args.conn_id))
+    emit(KeyRing.from_env().rotate(envelope, conn_id=args.conn_id))
     return 0
 
 
 def cmd_generate_key(args: argparse.Namespace) -> int:
     from imap_intake.crypto import generate_key
 
-    print(f"{args.key_id}:{generate_key()}")
+    emit(f"{args.key_id}:{generate_key()}")
     return 0
 
 
@@ -130,7 +139,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
     with db.connect_dsn(db.dsn_for_connection(args.postgres_conn_id)) as connection:
         applied = db.migrate(connection)
-    print("applied: " + (", ".join(applied) or "nothing (up to date)"))
+    emit("applied: " + (", ".join(applied) or "nothing (up to date)"))
     return 0
 
 
@@ -180,13 +189,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _STDOUT
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _STDOUT, sys.stdout = sys.stdout, sys.stderr
     try:
+        if not args.verbose:
+            logging.getLogger("imap_intake").setLevel(logging.WARNING)
         return int(args.func(args))
     except ImapIntakeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        sys.stdout = _STDOUT
 
 
 if __name__ == "__main__":

@@ -1,0 +1,40 @@
+"""The Airflow API server's Test connection endpoint and connection form, for our connection type."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+
+
+@pytest.fixture(scope="module")
+def client(airflow_db):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from airflow.api_fastapi.app import create_app
+
+    return TestClient(create_app())
+
+
+def test_connection_test_endpoint_returns_the_diagnosis(client, dovecot, mail_user) -> None:  # type: ignore[no-untyped-def]
+    body = {"connection_id": "probe", "conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
+            "login": mail_user, "password": "Bad-Password-Not-Shown-9", "extra": json.dumps({"ca_cert": dovecot.tls_files.ca_pem, "provider": "gmail"})}
+    response = client.post("/api/v2/connections/test", json=body)
+    assert response.status_code == 200
+    result = response.json()
+    assert result["status"] is False and "rejected the login" in result["message"] and "app password" in result["message"]
+    assert "Bad-Password-Not-Shown-9" not in response.text
+    body["password"] = dovecot.password
+    ok = client.post("/api/v2/connections/test", json=body).json()
+    assert ok["status"] is True and "opened read-only" in ok["message"]
+
+
+def test_form_fields_are_declared(client) -> None:  # type: ignore[no-untyped-def]
+    hooks = client.get("/ui/connections/hook_meta").json()
+    (ours,) = [h for h in hooks if h["connection_type"] == "imap_intake"]
+    assert {"provider", "encryption", "validate_certificate", "ca_cert", "cert_fingerprint", "folder", "address",
+            "default_supplier", "timeout"} <= set(ours["extra_fields"])
+    assert ours["extra_fields"]["encryption"]["value"] == "tls"
+    assert ours["standard_fields"]["password"]["title"] == "Password (app password)"
