@@ -20,6 +20,7 @@ from pathlib import Path
 from devstack.process import find_binary, free_port, is_root, pid_alive, wait_for_port
 from devstack.tls import TlsFiles, make_tls
 
+
 class _AnyUser(dict[str, str]):
     """user -> password for a static passdb: the same password for every user name."""
 

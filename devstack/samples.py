@@ -61,10 +61,10 @@ PO_CSV_DE = (
 ).encode("cp1252")
 
 PO_CSV_EN = (
-    "PO Number,Order Date,SKU,Description,Qty,Unit Price,Amount,Currency\n"
-    "PO-7731,2026-11-04,AB-1,Cable ties 200mm,1000,0.04,40.00,USD\n"
-    "PO-7731,2026-11-04,AB-7,Label rolls,12,8.50,102.00,USD\n"
-).encode()
+    b"PO Number,Order Date,SKU,Description,Qty,Unit Price,Amount,Currency\n"
+    b"PO-7731,2026-11-04,AB-1,Cable ties 200mm,1000,0.04,40.00,USD\n"
+    b"PO-7731,2026-11-04,AB-7,Label rolls,12,8.50,102.00,USD\n"
+)
 
 UBL_ORDER = b"""<?xml version="1.0" encoding="UTF-8"?>
 <Order xmlns="urn:oasis:names:specification:ubl:schema:xsd:Order-2"
@@ -132,7 +132,7 @@ def message(
     msg["From"] = sender
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(date or dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.timezone.utc))
+    msg["Date"] = format_datetime(date or dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC))
     msg["Message-ID"] = message_id or make_msgid(domain=sender.rpartition("@")[2] or "example.test")
     msg.set_content(body)
     for filename, ctype, data in attachments:
@@ -149,7 +149,7 @@ def forward(original: EmailMessage, *, sender: str, to: str, note: str) -> Email
 
 def demo_mailbox(to: str = "orders@example.test") -> list[tuple[bytes, dt.datetime]]:
     """The demo mailbox: a handful of realistic PO emails and the awkward cases."""
-    day = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.timezone.utc)
+    day = dt.datetime(2026, 11, 2, 9, 30, tzinfo=dt.UTC)
     pdf_po = message(sender="einkauf@nordwind-logistik.example", to=to, subject="Bestellung 4500012345",
                      attachments=[("PO-4500012345.pdf", "application/pdf", po_pdf("4500012345"))])
     messages = [

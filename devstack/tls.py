@@ -45,7 +45,7 @@ def make_tls(directory: Path, *, ip: str = "127.0.0.1", dns: str = "imap-intake.
     files = TlsFiles(directory / "ca.pem", directory / "server.pem", directory / "server.key")
     if files.ca_cert.exists() and files.server_cert.exists() and files.server_key.exists():
         return files
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
         x509.CertificateBuilder()

@@ -9,8 +9,6 @@ import json
 import os
 import socket
 import ssl
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 

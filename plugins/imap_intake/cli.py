@@ -36,7 +36,7 @@ def _print_json(value: Any) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

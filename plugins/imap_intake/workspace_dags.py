@@ -38,7 +38,7 @@ def _doc(workspace: Workspace) -> str:
 
 
 def build_dag(workspace: Workspace, *, workspaces_file: str | None = None) -> DAG:
-    start = dt.datetime.combine(workspace.start_date, dt.time(), tzinfo=dt.timezone.utc)
+    start = dt.datetime.combine(workspace.start_date, dt.time(), tzinfo=dt.UTC)
     with DAG(
         dag_id=workspace.dag_id,
         schedule=CronDataIntervalTimetable(workspace.schedule, timezone="UTC"),

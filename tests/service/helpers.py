@@ -12,7 +12,7 @@ from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.service.poll import PollResult, Window, poll
 from imap_intake.store.storage import AttachmentStore
 
-NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 
 
 def run(workspace: Workspace, settings: ConnectionSettings, connection: psycopg.Connection, *, window: Window | None = None) -> PollResult:

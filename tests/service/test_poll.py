@@ -176,7 +176,7 @@ def test_backfill_imports_only_the_missing_window_and_keeps_the_cursor(dovecot, 
     def dated(day: int, subject: str) -> tuple[bytes, dt.datetime]:
         raw = message(sender="a@x.example", to=mail_user, subject=subject,
                       attachments=[(f"{subject}.csv", "text/csv", PO_CSV_EN + subject.encode())]).as_bytes()
-        return raw, dt.datetime(2026, 10, day, 12, 0, tzinfo=dt.timezone.utc)
+        return raw, dt.datetime(2026, 10, day, 12, 0, tzinfo=dt.UTC)
 
     append(mail_user, [dated(1, "oct01"), dated(10, "oct10"), dated(12, "oct12"), dated(20, "oct20")])
     workspace = make_workspace(unique("ws"), start_date=dt.date(2026, 10, 15), storage_base=f"file://{tmp_path}")
@@ -184,12 +184,12 @@ def test_backfill_imports_only_the_missing_window_and_keeps_the_cursor(dovecot, 
     first = run(workspace, settings, db)
     assert first.attachments == 1  # only oct20 is after start_date
     cursor_before = db.execute("SELECT uidvalidity, last_uid FROM imap_intake.cursor WHERE workspace=%s", (workspace.slug,)).fetchone()
-    window = Window(dt.datetime(2026, 10, 5, tzinfo=dt.timezone.utc), dt.datetime(2026, 10, 12, 6, tzinfo=dt.timezone.utc))
+    window = Window(dt.datetime(2026, 10, 5, tzinfo=dt.UTC), dt.datetime(2026, 10, 12, 6, tzinfo=dt.UTC))
     backfill = run(workspace, settings, db, window=window)
     assert backfill.mode == "backfill" and backfill.attachments == 1  # oct10 only: oct12 12:00 is past until
     subjects = {r[0] for r in db.execute("SELECT subject FROM imap_intake.message WHERE workspace=%s", (workspace.slug,))}
     assert subjects == {"oct20", "oct10"}
-    again = run(workspace, settings, db, window=Window(dt.datetime(2026, 9, 1, tzinfo=dt.timezone.utc), dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)))
+    again = run(workspace, settings, db, window=Window(dt.datetime(2026, 9, 1, tzinfo=dt.UTC), dt.datetime(2026, 11, 1, tzinfo=dt.UTC)))
     assert again.attachments == 2  # oct01 and oct12; nothing twice
     assert len(attachment_rows(db, workspace.slug)) == 4
     cursor_after = db.execute("SELECT uidvalidity, last_uid FROM imap_intake.cursor WHERE workspace=%s", (workspace.slug,)).fetchone()

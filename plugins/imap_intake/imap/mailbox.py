@@ -77,7 +77,7 @@ def _ssl_context(settings: ConnectionSettings) -> ssl.SSLContext:
 
 
 def _utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 class Mailbox:
@@ -124,7 +124,7 @@ class Mailbox:
                 f"so port {settings.port} is probably a STARTTLS or plaintext port; set encryption=starttls, "
                 "or use port 993 with encryption=tls"
             ) from exc
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise cls._timeout_error(settings) from exc
         except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
             raise MailboxUnreachable(f"{where}: connection failed: {exc}") from exc
@@ -236,7 +236,7 @@ class Mailbox:
             yield
         except MailboxError:
             raise
-        except (TimeoutError, socket.timeout) as exc:
+        except TimeoutError as exc:
             raise MailboxUnreachable(f"{where}: timed out while {doing}; will retry") from exc
         except (imaplib.IMAP4.abort, ConnectionError, ssl.SSLError, OSError) as exc:
             raise MailboxUnreachable(f"{where}: connection lost while {doing} ({exc}); will retry") from exc

@@ -58,7 +58,7 @@ class PollMailboxOperator(BaseOperator):
         since, until = backfill_window(context, self.since, self.until)
         return _no_retry_for_permanent(
             lambda: run_poll(
-                self.workspace, now=dt.datetime.now(dt.timezone.utc), window=parse_window(since, until),
+                self.workspace, now=dt.datetime.now(dt.UTC), window=parse_window(since, until),
                 workspaces_file=self.workspaces_file,
             ).as_dict()
         )
@@ -79,7 +79,7 @@ class ImportOrdersOperator(BaseOperator):
         from imap_intake.service.run import run_import
 
         return _no_retry_for_permanent(
-            lambda: run_import(self.workspace, now=dt.datetime.now(dt.timezone.utc), workspaces_file=self.workspaces_file).as_dict()
+            lambda: run_import(self.workspace, now=dt.datetime.now(dt.UTC), workspaces_file=self.workspaces_file).as_dict()
         )
 
 

@@ -48,7 +48,7 @@ def parse_window(since: Any, until: Any) -> Window | None:
             parsed = dt.datetime.combine(value, dt.time())
         else:
             parsed = dt.datetime.fromisoformat(str(value))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.timezone.utc)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
     start, end = moment(since), moment(until)
     if end <= start:

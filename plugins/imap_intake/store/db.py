@@ -15,7 +15,6 @@ from psycopg.conninfo import make_conninfo
 from imap_intake.exceptions import ConfigError, ImapIntakeError
 
 log = logging.getLogger(__name__)
-SCHEMA = "imap_intake"
 _MIGRATION_LOCK = 0x1A9_0001
 
 
@@ -65,17 +64,17 @@ def migrate(connection: psycopg.Connection) -> list[str]:
     applied: list[str] = []
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+        connection.execute("CREATE SCHEMA IF NOT EXISTS imap_intake")
         connection.execute(
-            f"CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migration "
+            "CREATE TABLE IF NOT EXISTS imap_intake.schema_migration "
             "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
         )
-        done = {row[0] for row in connection.execute(f"SELECT version FROM {SCHEMA}.schema_migration")}
+        done = {row[0] for row in connection.execute("SELECT version FROM imap_intake.schema_migration")}
         for name, sql in migrations():
             if name in done:
                 continue
             connection.execute(sql)  # type: ignore[arg-type]  # trusted files from the package
-            connection.execute(f"INSERT INTO {SCHEMA}.schema_migration (version) VALUES (%s)", (name,))
+            connection.execute("INSERT INTO imap_intake.schema_migration (version) VALUES (%s)", (name,))
             applied.append(name)
             log.info("applied migration %s", name)
     return applied

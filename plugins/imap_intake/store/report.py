@@ -14,11 +14,11 @@ ATTACHMENT_FIELDS = (
 
 
 def status(connection: psycopg.Connection, workspace: str | None = None) -> list[dict[str, Any]]:
-    where, args = ("WHERE workspace = %s", [workspace]) if workspace else ("", [])
     with connection.cursor(row_factory=dict_row) as cur:
         names = [r["workspace"] for r in cur.execute(
-            f"SELECT DISTINCT workspace FROM (SELECT workspace FROM imap_intake.cursor UNION SELECT workspace FROM imap_intake.poll) w {where} ORDER BY 1",
-            args,
+            "SELECT DISTINCT workspace FROM (SELECT workspace FROM imap_intake.cursor UNION SELECT workspace FROM imap_intake.poll) w "
+            "WHERE %s::text IS NULL OR workspace = %s ORDER BY 1",
+            (workspace, workspace),
         )]
         report = []
         for name in names:
