@@ -24,12 +24,14 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 stamp=.venv/.imap-intake-stamp
-want=$(cat requirements.txt pyproject.toml ${BENCH:+requirements-bench.txt} | sha256sum | cut -c1-16)
+want=$( (cat requirements.txt pyproject.toml ${BENCH:+requirements-bench.txt}; echo bytecode-v3) | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
   exit 0
 fi
 echo "bootstrap: creating .venv from requirements.txt"
 [ -x .venv/bin/python ] || uv venv -q --python python3.11 .venv
-VIRTUAL_ENV=.venv uv pip install -q -r requirements.txt ${BENCH:+-r requirements-bench.txt}
+# Bytecode now: this environment may set PYTHONDONTWRITEBYTECODE, and Airflow then recompiles at every start.
+VIRTUAL_ENV=.venv uv pip install -q --compile-bytecode -r requirements.txt ${BENCH:+-r requirements-bench.txt}
 VIRTUAL_ENV=.venv uv pip install -q --no-deps -e .
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python3.11/site-packages >/dev/null 2>&1 || true
 echo "$want" > "$stamp"

@@ -83,8 +83,9 @@ class ConnectionSettings:
 
     @property
     def account(self) -> str:
-        """Identifies the mailbox in the ledger: user at host (never the password)."""
-        return f"{self.username}@{self.host}:{self.port}"
+        """Identifies the mailbox in the ledger: user at host, never the port or the password, so that
+        moving from STARTTLS on 143 to TLS on 993 keeps the cursor."""
+        return f"{self.username}@{self.host.lower()}"
 
     @property
     def describe(self) -> str:

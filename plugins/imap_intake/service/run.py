@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from imap_intake.hooks.imap import ImapIntakeHook
 from imap_intake.service.imports import ImportResult, import_pending
@@ -14,11 +18,21 @@ from imap_intake.store.storage import AttachmentStore
 from imap_intake.workspaces import get_workspace
 
 
+@contextmanager
+def _ledger(conn_id: str) -> Iterator[psycopg.Connection]:
+    """Our database connection; a database that goes away mid-run is a transient, retried fault."""
+    try:
+        with db.connect(conn_id) as connection:
+            yield connection
+    except psycopg.OperationalError as exc:
+        raise db.LedgerUnavailable(f"ledger database '{conn_id}' went away: {exc}; will retry") from exc
+
+
 def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, workspaces_file: str | Path | None = None) -> PollResult:
     workspace = get_workspace(slug, workspaces_file)
     settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
     store = AttachmentStore(workspace.storage_base)
-    with db.connect(workspace.postgres_conn_id) as connection:
+    with _ledger(workspace.postgres_conn_id) as connection:
         return poll(
             workspace, settings, connection=connection, now=now, window=window,
             store=lambda attachment: store.put(attachment.data, attachment.sha256),
@@ -28,7 +42,7 @@ def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, works
 def run_import(slug: str, *, now: dt.datetime, limit: int | None = None, workspaces_file: str | Path | None = None) -> ImportResult:
     workspace = get_workspace(slug, workspaces_file)
     store = AttachmentStore(workspace.storage_base)
-    with db.connect(workspace.postgres_conn_id) as connection:
+    with _ledger(workspace.postgres_conn_id) as connection:
         return import_pending(workspace, connection=connection, read=store.get, now=now, limit=limit)
 
 
