@@ -1,7 +1,7 @@
 # The two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
-.PHONY: demo test airflow down bench lock lint
+.PHONY: demo test airflow down bench reliability lock lint
 
 demo:
 	@bash scripts/bootstrap.sh
@@ -21,6 +21,12 @@ down:
 bench:
 	@BENCH=1 bash scripts/bootstrap.sh
 	@$(PY) -m bench.run
+
+reliability:
+	@bash scripts/bootstrap.sh
+	@rm -f .local/reliability.json && mkdir -p .local
+	@IMAP_INTAKE_RELIABILITY_REPORT=$(CURDIR)/.local/reliability.json .venv/bin/python -m pytest -q tests/reliability --deselect tests/reliability/test_secrets.py::test_the_published_figures_match_this_suite
+	@.venv/bin/python scripts/reliability_report.py .local/reliability.json
 
 lint:
 	@.venv/bin/ruff check .

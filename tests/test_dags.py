@@ -119,7 +119,7 @@ def _flags(dovecot, user):  # type: ignore[no-untyped-def]
 
 @pytest.mark.integration
 @pytest.mark.airflow
-def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folder, dovecot, postgres, mail_user, append, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folder, dovecot, postgres, mail_user, append, db, monkeypatch, capfd, caplog) -> None:  # type: ignore[no-untyped-def]
     import runpy
 
     from airflow.models.asset import AssetDagRunQueue, AssetEvent, AssetModel
@@ -153,8 +153,13 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     with create_session() as session:  # the user toggles the consumer on
         session.query(DagModel).filter(DagModel.dag_id == "orders_consumer").update({"is_paused": False})
 
+    capfd.readouterr()
     run = dag.test()
     assert str(run.state).endswith("success")
+    out = capfd.readouterr()
+    logs = out.out + out.err + caplog.text
+    assert "batch 1/" in logs  # the task logs were captured ...
+    assert dovecot.password not in logs  # ... and the password is not in them
     counts = dict(db.execute("SELECT outcome, count(*) FROM imap_intake.message WHERE workspace='dagtest' GROUP BY 1").fetchall())
     assert counts == {"imported": 6, "no_supported_attachment": 2}
     assert db.execute("SELECT count(*) FROM imap_intake.purchase_order WHERE workspace='dagtest'").fetchone()[0] == 6

@@ -107,6 +107,8 @@ from tests.conftest import make_settings, make_workspace
 from tests.service.helpers import run
 server = DovecotServer(root=Path({root_dir!r}), port={port}, tls_port={tls_port}, password={password!r})
 server.tls_files = TlsFiles(Path({ca!r}), Path({ca!r}), Path({ca!r}))
+from imap_intake.store.storage import AttachmentStore  # the slow imports happen before "ready"
+AttachmentStore({storage!r})
 connection = store_db.connect_dsn({dsn!r})
 store_db.migrate(connection)
 print("ready", flush=True)
@@ -126,7 +128,7 @@ def test_sigkill_at_random_points(dovecot, postgres, mail_user, append, db, uniq
         root=str(ROOT), root_dir=str(dovecot.root), port=dovecot.port, tls_port=dovecot.tls_port, password=dovecot.password,
         ca=str(dovecot.tls_files.ca_cert), dsn=postgres.dsn, slug=slug, storage=storage, user=mail_user)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    killed = finished = copies = 0
+    killed = finished = copies = progressed = 0
     previous: list[tuple[bytes, None]] = []
     for trial in range(KILL_TRIALS):
         fresh = [(raw.replace(b"PO-", f"T{trial}-PO-".encode()), d) for raw, d in big_mailbox(mail_user, 3)]
@@ -137,9 +139,11 @@ def test_sigkill_at_random_points(dovecot, postgres, mail_user, append, db, uniq
         process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.0, 0.3))
+        before_trial = len(attachment_rows(db, slug))
+        time.sleep(rng.uniform(0.0, 0.5))
         process.send_signal(signal.SIGKILL)
         process.wait(30)
+        progressed += len(attachment_rows(db, slug)) > before_trial
         killed += process.returncode == -signal.SIGKILL
         finished += process.returncode == 0
     before = flags(dovecot, mail_user)
@@ -150,6 +154,8 @@ def test_sigkill_at_random_points(dovecot, postgres, mail_user, append, db, uniq
     assert flags(dovecot, mail_user) == before
     assert killed >= KILL_TRIALS // 2, f"only {killed} of {KILL_TRIALS} polls were killed mid-run"
     leftovers = len(list(tmp_path.rglob("*.tmp")))
+    assert progressed >= 3, "the kills never landed after a committed batch: the delays are too short"
     record("SIGKILL at random points", trials=KILL_TRIALS, killed_mid_poll=killed, finished_before_kill=finished,
+           trials_that_committed_a_batch_before_the_kill=progressed,
            messages=KILL_TRIALS * 3 + copies, attachments_stored_once=len(rows), redelivered_copies_recognised=copies,
            partial_temp_files_left=leftovers)
