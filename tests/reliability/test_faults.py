@@ -16,7 +16,7 @@ from devstack.samples import PO_CSV_EN, demo_mailbox, message
 from imap_intake.exceptions import MailboxError, MailboxUnreachable
 from imap_intake.store import db as store_db
 from tests.conftest import ROOT, make_settings, make_workspace
-from tests.reliability.proxy import FaultProxy
+from devstack.faultproxy import FaultProxy
 from tests.reliability.report import record
 from tests.service.helpers import attachment_rows, outcomes, run
 from tests.service.test_poll import flags

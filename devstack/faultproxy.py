@@ -2,7 +2,8 @@
 
 Modes: ``pass``; ``reset`` (RST the client after ``after`` bytes from the server); ``stall`` (stop
 forwarding after ``after`` bytes, keep the socket open); ``bye`` (after ``after`` bytes send an
-unexpected ``* BYE`` and close). Bounded: loopback only, stops with ``close()``.
+unexpected ``* BYE`` and close). Counts the bytes it carries each way (the benchmarks use that).
+Bounded: loopback only, stops with ``close()``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ class FaultProxy:
     _server: socket.socket = field(init=False, repr=False)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _sockets: list[socket.socket] = field(default_factory=list, repr=False)
+    bytes_up: int = 0
+    bytes_down: int = 0
 
     def __post_init__(self) -> None:
         self._server = socket.socket()
@@ -41,10 +44,16 @@ class FaultProxy:
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
             self._sockets += [client, upstream]
             mode, after = self.mode, self.after
-            threading.Thread(target=self._pipe, args=(client, upstream, "pass", 0), daemon=True).start()
-            threading.Thread(target=self._pipe, args=(upstream, client, mode, after), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(client, upstream, "pass", 0, "up"), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, mode, after, "down"), daemon=True).start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket, mode: str, after: int) -> None:
+    def _count(self, direction: str, size: int) -> None:
+        if direction == "up":
+            self.bytes_up += size
+        else:
+            self.bytes_down += size
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, mode: str, after: int, direction: str) -> None:
         sent = 0
         try:
             while not self._stop.is_set():
@@ -68,6 +77,7 @@ class FaultProxy:
                         return
                 sink.sendall(data)
                 sent += len(data)
+                self._count(direction, len(data))
         except OSError:
             pass
         finally:

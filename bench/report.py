@@ -1,0 +1,86 @@
+"""Render docs/benchmarks.md from one run's JSON (bench/results/latest.json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> list[str]:
+    lines = ["| " + " | ".join(title for _key, title in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(key, "—")) for key, _title in columns) + " |")
+    return lines
+
+
+def render(results: dict[str, Any], path: Path) -> None:
+    v = results["versions"]
+    scale = results["mailbox_scale"]
+    rss = results["peak_rss"]
+    parse = results["dag_parse"]
+    largest = scale[-1]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure on this page comes from one run of `make bench` on one machine; ratios are computed",
+        "within that run. `make bench` starts the project's own Postgres and Dovecot (TLS on loopback), loads",
+        "mailboxes by MULTIAPPEND, measures, and rewrites this page and `bench/results/latest.json`.",
+        "",
+        f"Run: {results['date']}, {results['cores']} cores ({results['machine']}), total {results['total_seconds']} s. "
+        + ", ".join(f"{k} {val}" for k, val in v.items()) + ".",
+        "",
+        "## Poll cost against mailbox size, and first sync against the raw IMAP limit",
+        "",
+        f"Each message carries one PDF of ~{results['plan']['pdf_bytes'] // 1000} KB. *Idle poll*: a poll that finds no new mail "
+        "(connect, TLS, login, EXAMINE, cursor read; median and max of 7), and the IMAP bytes it exchanged "
+        "(both directions, TLS included, counted by a proxy). *First sync*: the whole mailbox, stored and recorded. "
+        f"*Raw*: a bare imapclient loop that UID FETCHes `BODY.PEEK[]` of the same messages in the same batch size "
+        f"({results['plan']['batch']}) and does nothing else.",
+        "",
+        *_table(scale, [("messages", "messages"), ("mailbox_mb", "MB"), ("idle_poll_ms_median", "idle poll ms (median)"),
+                        ("idle_poll_ms_max", "idle poll ms (max)"), ("idle_poll_imap_bytes", "idle poll IMAP bytes"),
+                        ("first_sync_msgs_per_s", "first sync msg/s"), ("first_sync_mb_per_s", "first sync MB/s"),
+                        ("raw_msgs_per_s", "raw msg/s"), ("ratio_to_raw", "ratio to raw"),
+                        ("ours_seen_flags_changed", "\\Seen changed")]),
+        "",
+        f"Targets: idle poll flat in mailbox size and under 50 ms at {largest['messages']:,} messages "
+        f"(measured: {largest['idle_poll_ms_median']} ms median); first sync at least 0.7 of raw "
+        f"(measured: {', '.join(str(r['ratio_to_raw']) for r in scale)}).",
+        "",
+        "## The peer: apache-airflow-providers-imap",
+        "",
+        "`ImapHook.retrieve_mail_attachments(r'.*\\.pdf', check_regex=True)` on an identical copy of each mailbox: "
+        "a first sync, then a repeat poll with no new mail. It selects the folder read-write and fetches `RFC822`, "
+        "so it marks every message `\\Seen`, and it has no cursor: a repeat poll downloads the whole mailbox again.",
+        "",
+        *_table(scale, [("messages", "messages"), ("first_sync_s", "imap-intake first sync s"), ("peer_first_sync_s", "peer first sync s"),
+                        ("idle_poll_ms_median", "imap-intake repeat poll ms"), ("peer_repeat_poll_s", "peer repeat poll s"),
+                        ("peer_attachments_repeat", "peer attachments returned again"), ("peer_seen_flags_changed", "peer \\Seen flags set")]),
+        "",
+        "## Memory: a poll over large attachments",
+        "",
+        f"{rss['messages']} messages with a {rss['attachment_mb']} MB attachment each (~{rss['mailbox_mb_on_wire']} MB on the wire), "
+        f"polled in a fresh process: peak RSS {rss['peak_rss_mb']} MB against {rss['baseline_rss_mb']} MB after imports "
+        f"({rss['attachments']} attachments stored in {rss['seconds']} s). Bodies are fetched in groups of at most 32 MB, so memory follows "
+        "the batch, not the mailbox.",
+        "",
+        "## DAG parsing",
+        "",
+        f"Building the DAGs of {parse['workspaces']:,} workspaces (YAML validation plus DAG objects, imports warm): "
+        f"{parse['seconds_median']} s (median of 3). No network or database access happens while parsing.",
+        "",
+        "## Import throughput",
+        "",
+        "Orders parsed and written per second, with one and with two import processes claiming with `FOR UPDATE SKIP LOCKED`.",
+        "",
+        *_table(results["import_throughput"], [("format", "format"), ("import_tasks", "import tasks"), ("orders", "orders"),
+                                               ("seconds", "seconds"), ("orders_per_s", "orders/s")]),
+        "",
+    ]
+    path.write_text("\n".join(lines))
+
+
+if __name__ == "__main__":
+    render(json.loads(Path(sys.argv[1]).read_text()), Path(sys.argv[2]))
