@@ -30,7 +30,7 @@ from devstack.postgres import PostgresServer
 from devstack.samples import PO_CSV_EN, UBL_ORDER, message, po_pdf
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 21, tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -193,16 +193,19 @@ def mailbox_scale(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
 
 
 RSS_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, {root!r})
 from bench.run import Stack, run_poll
 from imap_intake.service.poll import poll  # noqa: F401 - imports before the baseline
 from imap_intake.store.storage import AttachmentStore  # noqa: F401
-baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def high_water_kb():
+    # VmHWM, not ru_maxrss: ru_maxrss survives execve and would report the parent's peak.
+    return int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+baseline = high_water_kb()
 stack = Stack.__new__(Stack)
 stack.__dict__.update(__import__("pickle").loads(bytes.fromhex({state!r})))
 seconds, result = run_poll(stack, stack.workspace("rss", max_attachment_mb={limit}, max_message_mb={limit} * 2, batch_size=50), stack.settings({user!r}))
-print(json.dumps({{"baseline_kb": baseline, "peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+print(json.dumps({{"baseline_kb": baseline, "peak_kb": high_water_kb(),
                   "attachments": result.attachments, "seconds": seconds}}))
 """
 
@@ -316,7 +319,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
     try:
         results = {
-            "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "cores": os.cpu_count(), "machine": platform.machine(), "command": "make bench",
             "versions": versions(stack), "plan": plan.__dict__,
             "mailbox_scale": mailbox_scale(stack, plan),

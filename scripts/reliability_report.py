@@ -6,7 +6,7 @@ import json
 import platform
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,7 +36,7 @@ def main(report: Path) -> None:
         "make reliability",
         "```",
         "",
-        f"Run on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
+        f"Run on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, Python {platform.python_version()}, "
         f"{subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()} cores.",
         "After every fault the poll is run again (the retry): every attachment must then be present exactly once,",
         "the cursor must cover every recorded UID, and no flag may have changed on the server.",

@@ -177,7 +177,7 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
 
 def load_workspaces(text: str, *, source: str, env: Mapping[str, str]) -> tuple[Workspace, ...]:
     try:
-        document = yaml.safe_load(text) or {}
+        document = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     items = document.get("workspaces") if isinstance(document, Mapping) else None

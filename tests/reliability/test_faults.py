@@ -12,11 +12,11 @@ import time
 
 import pytest
 
-from devstack.samples import PO_CSV_EN, demo_mailbox, message
+from devstack.faultproxy import FaultProxy
+from devstack.samples import PO_CSV_EN, message
 from imap_intake.exceptions import MailboxError, MailboxUnreachable
 from imap_intake.store import db as store_db
 from tests.conftest import ROOT, make_settings, make_workspace
-from devstack.faultproxy import FaultProxy
 from tests.reliability.report import record
 from tests.service.helpers import attachment_rows, outcomes, run
 from tests.service.test_poll import flags

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from imap_intake.exceptions import OrderParseError
 from imap_intake.mime.extract import Limits, extract
 from imap_intake.mime.filenames import safe_filename
 from imap_intake.orders import parse
-from imap_intake.exceptions import OrderParseError
 from tests.conftest import make_settings, make_workspace
 from tests.reliability.hostile import cases, zip_bomb_xlsx
 from tests.reliability.report import record
