@@ -270,7 +270,7 @@ def import_throughput(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
             for n in range(plan.import_orders)])
         workspace = stack.workspace(f"import_{fmt}")
         run_poll(stack, workspace, stack.settings(user))
-        for workers in (1, 2):
+        for workers in (1, 1, 2):  # the first pass warms caches and lazy imports; it is not reported
             with db.connect_dsn(stack.postgres.dsn) as connection:
                 connection.execute("DELETE FROM imap_intake.purchase_order WHERE workspace=%s", (workspace.slug,))
                 connection.execute("UPDATE imap_intake.attachment SET import_status='pending', attempts=0 WHERE workspace=%s", (workspace.slug,))
@@ -287,10 +287,13 @@ def import_throughput(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
             seconds = max(r[1] for r in results) - min(r[0] for r in results)
             imported = sum(r[2] for r in results)
             assert imported == plan.import_orders, (fmt, workers, imported)
+            if workers == 1 and not any(r["format"] == fmt for r in rows):
+                rows.append({"format": fmt, "warm_up": True})
+                continue
             rows.append({"format": fmt, "import_tasks": workers, "orders": imported, "seconds": round(seconds, 2),
                          "orders_per_s": round(imported / seconds, 1)})
             print(f"bench: import {rows[-1]}", flush=True)
-    return rows
+    return [r for r in rows if not r.get("warm_up")]
 
 
 def versions(stack: Stack) -> dict[str, str]:

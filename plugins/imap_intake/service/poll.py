@@ -108,18 +108,21 @@ def _too_large(uidvalidity: int, meta: MessageMeta, limit: int) -> MessageRecord
     )
 
 
-def _fetch_bodies(mailbox: Mailbox, metas: Sequence[MessageMeta]) -> Iterator[FetchedMessage]:
-    """Fetch in groups bounded by bytes, so memory follows the batch, not the mailbox."""
-    group: list[int] = []
+def _groups(metas: Sequence[MessageMeta], max_message_bytes: int) -> Iterator[Sequence[MessageMeta]]:
+    """Contiguous runs of messages (UID order) whose bodies add up to at most BODY_BYTES_PER_FETCH
+    (a larger message goes alone): each run is fetched and committed together, so memory follows
+    this bound, not the mailbox or the batch size."""
+    group: list[MessageMeta] = []
     size = 0
     for meta in metas:
-        if group and size + meta.size > BODY_BYTES_PER_FETCH:
-            yield from mailbox.bodies(group)
+        weight = meta.size if meta.size <= max_message_bytes else 0  # too large: never downloaded
+        if group and size + weight > BODY_BYTES_PER_FETCH:
+            yield group
             group, size = [], 0
-        group.append(meta.uid)
-        size += meta.size
+        group.append(meta)
+        size += weight
     if group:
-        yield from mailbox.bodies(group)
+        yield group
 
 
 def poll(
@@ -171,22 +174,29 @@ def poll(
                     metas = mailbox.metadata(batch)
                     if window:
                         metas = [m for m in metas if window.contains(m.internal_date)]
-                    records = [_too_large(state.uidvalidity, m, workspace.max_message_bytes) for m in metas if m.size > workspace.max_message_bytes]
-                    small = [m for m in metas if m.size <= workspace.max_message_bytes]
-                    for message in _fetch_bodies(mailbox, small):
-                        result.fetched += 1
-                        records.append(record_for(workspace, settings, state.uidvalidity, message, limits))
-                    advance = None if window else Cursor(state.uidvalidity, max(batch))
-                    done = ledger.record_batch(records, store=store, advance_to=advance, poll_id=poll_id)
-                    result.recorded += done.recorded
-                    result.duplicates += done.duplicates
-                    result.attachments += done.attachments
-                    for outcome, count in done.outcomes.items():
-                        result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
-                    log.info(
-                        "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
-                        number, total, batch[0], batch[-1], done.recorded, done.duplicates, done.attachments,
-                    )
+                    for group in _groups(metas, workspace.max_message_bytes):
+                        records: list[MessageRecord] = []
+                        wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
+                        bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
+                        for meta in group:
+                            if meta.size > workspace.max_message_bytes:
+                                records.append(_too_large(state.uidvalidity, meta, workspace.max_message_bytes))
+                            elif meta.uid in bodies:  # absent: expunged since the search
+                                result.fetched += 1
+                                records.append(record_for(workspace, settings, state.uidvalidity, bodies.pop(meta.uid), limits))
+                        del bodies
+                        # The group is contiguous in UID order, so everything up to its last UID is recorded.
+                        advance = None if window else Cursor(state.uidvalidity, group[-1].uid)
+                        done = ledger.record_batch(records, store=store, advance_to=advance, poll_id=poll_id)
+                        result.recorded += done.recorded
+                        result.duplicates += done.duplicates
+                        result.attachments += done.attachments
+                        for outcome, count in done.outcomes.items():
+                            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
+                        log.info(
+                            "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
+                            number, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
+                        )
                 if not window:
                     # Everything below UIDNEXT was either read or is older than start_date.
                     ledger.record_batch([], store=store, advance_to=Cursor(state.uidvalidity, max(state.uidnext - 1, 0)))
