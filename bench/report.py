@@ -63,8 +63,8 @@ def render(results: dict[str, Any], path: Path) -> None:
         "",
         f"{rss['messages']} messages with a {rss['attachment_mb']} MB attachment each (~{rss['mailbox_mb_on_wire']} MB on the wire), "
         f"polled in a fresh process: peak RSS {rss['peak_rss_mb']} MB against {rss['baseline_rss_mb']} MB after imports "
-        f"({rss['attachments']} attachments stored in {rss['seconds']} s). Bodies are fetched in groups of at most 32 MB, so memory follows "
-        "the batch, not the mailbox.",
+        f"({rss['attachments']} attachments stored in {rss['seconds']} s). Bodies are fetched and committed in groups of at most 32 MB, so memory follows "
+        "the group, not the mailbox: the peak is one group (or one message larger than 32 MB) plus the email parser's working copies.",
         "",
         "## DAG parsing",
         "",

@@ -168,3 +168,21 @@ def test_fingerprint_survives_added_trace_headers_but_not_other_bodies() -> None
 def test_no_attachments_means_none() -> None:
     result = extract(raw(message(sender="a@b.example", to="o@x.example", subject="question", body="when?")))
     assert result.attachments == () and result.skipped == ()
+
+
+def test_extraction_leaves_no_reference_cycles() -> None:
+    """Attachment bytes must be freed when the result is dropped, not when the cyclic GC runs
+    (a self-referencing closure once kept every 25 MB attachment of a batch alive)."""
+    import gc
+
+    body = raw(message(sender="a@b.example", to="o@x.example", subject="s", attachments=[
+        ("a.csv", "text/csv", PO_CSV_EN), ("w.dat", "application/ms-tnef", pack([TnefFile("i.csv", PO_CSV_DE)]))]))
+    gc.collect()
+    gc.disable()
+    try:
+        result = extract(body)
+        assert len(result.attachments) == 2
+        del result
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -167,38 +167,41 @@ def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], sender
     yield msg, parent
 
 
-def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
-    """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
-    defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
-    attachments: list[Attachment] = []
-    skipped: list[SkippedPart] = []
-    index = 0
+class _Collector:
+    """Sorts parts into attachments and skipped parts. A class, not a recursive closure: a closure
+    that refers to itself is a reference cycle, and it kept every attachment's bytes alive until
+    the cyclic garbage collector happened to run."""
 
-    def consider(name: str, declared: str, data: bytes) -> None:
-        nonlocal index
-        index += 1
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.attachments: list[Attachment] = []
+        self.skipped: list[SkippedPart] = []
+        self.index = 0
+
+    def consider(self, name: str, declared: str, data: bytes) -> None:
+        limits = self.limits
+        self.index += 1
         kind = sniff(data, declared, name)
         if kind == "tnef":
             try:
                 inner = tnef.unpack(data, max_total=limits.max_attachment_bytes)
             except tnef.TnefError as exc:
-                skipped.append(SkippedPart(name, kind, len(data), f"winmail.dat not readable: {exc}"))
+                self.skipped.append(SkippedPart(name, kind, len(data), f"winmail.dat not readable: {exc}"))
                 return
             for item in inner:
-                consider(item.name, "application/octet-stream", item.data)
+                self.consider(item.name, "application/octet-stream", item.data)
             return
         if len(data) > limits.max_attachment_bytes:
-            skipped.append(SkippedPart(name, kind, len(data), f"too large: {len(data)} bytes > limit {limits.max_attachment_bytes}"))
+            self.skipped.append(SkippedPart(name, kind, len(data), f"too large: {len(data)} bytes > limit {limits.max_attachment_bytes}"))
             return
         if kind not in limits.accepted:
-            skipped.append(SkippedPart(name, kind, len(data), f"unsupported type: {kind} (accepted: {', '.join(sorted(limits.accepted))})"))
+            self.skipped.append(SkippedPart(name, kind, len(data), f"unsupported type: {kind} (accepted: {', '.join(sorted(limits.accepted))})"))
             return
-        attachments.append(
+        self.attachments.append(
             Attachment(
-                index=index,
+                index=self.index,
                 original_filename=name,
-                filename=safe_filename(name, kind=kind, index=index),
+                filename=safe_filename(name, kind=kind, index=self.index),
                 declared_type=declared,
                 kind=kind,
                 data=data,
@@ -207,6 +210,12 @@ def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
             )
         )
 
+
+def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
+    """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail."""
+    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
+    collector = _Collector(limits)
     forwarded: list[str] = []
     for count, (part, parent) in enumerate(_leaves(msg, 0, limits, defects, forwarded)):
         if count >= MAX_PARTS:
@@ -214,7 +223,7 @@ def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
             break
         name = _filename(part)
         if _is_attachment(part, name, parent):
-            consider(name, part.get_content_type(), _payload(part))
+            collector.consider(name, part.get_content_type(), _payload(part))
     _sender_name, sender = parseaddr(_text_header(msg, "From"))
     return ExtractedMessage(
         message_id=message_id_of(msg),
@@ -222,8 +231,8 @@ def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
         subject=_subject(msg),
         recipients=_addresses(msg, "Delivered-To", "X-Original-To", "To", "Cc"),
         forwarded_senders=tuple(forwarded),
-        attachments=tuple(attachments),
-        skipped=tuple(skipped),
+        attachments=tuple(collector.attachments),
+        skipped=tuple(collector.skipped),
         defects=tuple(dict.fromkeys(defects)),
     )
 
