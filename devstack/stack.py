@@ -73,7 +73,8 @@ class Stack:
         dovecot_state = state["dovecot"]
         root = Path(dovecot_state["root"])
         dovecot = DovecotServer(root=root, port=dovecot_state["port"], tls_port=dovecot_state["tls_port"],
-                                password=dovecot_state["password"], tls_files=TlsFiles(root / "tls" / "ca.pem", root / "tls" / "server.pem", root / "tls" / "server.key"))
+                                password=dovecot_state.get("password") or next(iter(dovecot_state.get("users", {}).values()), ""),
+                                tls_files=TlsFiles(root / "tls" / "ca.pem", root / "tls" / "server.pem", root / "tls" / "server.key"))
         postgres = PostgresServer(data_dir=Path(state["postgres"]["data_dir"]), port=state["postgres"]["port"])
         return cls(postgres=postgres, dovecot=dovecot, env=state["env"], airflow_pgid=state.get("airflow_pgid"))
 
