@@ -98,7 +98,8 @@ class KeyRing:
             raise CredentialError(
                 f"connection '{conn_id}': the encrypted password does not open with key '{key_id}': "
                 "wrong key, tampered envelope, or an envelope made for another connection id; "
-                "re-run 'imap-intake encrypt-password --conn-id " + conn_id + "'"
+                "re-run 'imap-intake encrypt-password --conn-id " + conn_id + "'. (The UI's Test connection "
+                "button tests under a temporary id, so envelopes cannot open there: use 'imap-intake check')"
             ) from exc
 
     def rotate(self, envelope: str, *, conn_id: str) -> str:
