@@ -29,7 +29,10 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]
   exit 0
 fi
 echo "bootstrap: creating .venv from requirements.txt"
-[ -x .venv/bin/python ] || uv venv -q --python python3.11 .venv
+python=$(command -v python3.11 || command -v python3)
+"$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
+  echo "bootstrap: the lock is for Python 3.11; $python is $("$python" --version 2>&1). Install python3.11." >&2; exit 1; }
+[ -x .venv/bin/python ] || UV_PYTHON_DOWNLOADS=never uv venv -q --python "$python" .venv
 # Bytecode now: this environment may set PYTHONDONTWRITEBYTECODE, and Airflow then recompiles at every start.
 VIRTUAL_ENV=.venv uv pip install -q --compile-bytecode -r requirements.txt ${BENCH:+-r requirements-bench.txt}
 VIRTUAL_ENV=.venv uv pip install -q --no-deps -e .
