@@ -8,16 +8,15 @@ from __future__ import annotations
 import json
 import os
 import socket
-import ssl
 import textwrap
 from pathlib import Path
 
 import pytest
-from imapclient import IMAPClient
 
 from devstack.samples import demo_mailbox
 from imap_intake.config import load_workspaces
 from tests.conftest import ROOT
+from tests.service.test_poll import flags
 
 
 class NoNetwork(Exception):
@@ -110,14 +109,6 @@ def dag_folder(tmp_path_factory: pytest.TempPathFactory, airflow_db: None) -> Pa
             os.environ[key] = value
 
 
-def _flags(dovecot, user):  # type: ignore[no-untyped-def]
-    context = ssl.create_default_context(cafile=str(dovecot.tls_files.ca_cert))
-    with IMAPClient("127.0.0.1", dovecot.tls_port, ssl=True, ssl_context=context) as client:
-        client.login(user, dovecot.password)
-        client.select_folder("INBOX", readonly=True)
-        return client.fetch(client.search(["ALL"]), ["FLAGS"])
-
-
 @pytest.mark.integration
 @pytest.mark.airflow
 def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folder, dovecot, postgres, mail_user, append, db, monkeypatch, capfd, caplog) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +118,7 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     from airflow.utils.session import create_session
 
     append(mail_user, demo_mailbox(mail_user))
-    before = _flags(dovecot, mail_user)
+    before = flags(dovecot, mail_user)
     (dag_folder / "workspaces.yaml").write_text(textwrap.dedent(f"""
         workspaces:
           - slug: dagtest
@@ -164,7 +155,7 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     counts = dict(db.execute("SELECT outcome, count(*) FROM imap_intake.message WHERE workspace='dagtest' GROUP BY 1").fetchall())
     assert counts == {"imported": 6, "no_supported_attachment": 2}
     assert db.execute("SELECT count(*) FROM imap_intake.purchase_order WHERE workspace='dagtest'").fetchone()[0] == 6
-    assert _flags(dovecot, mail_user) == before
+    assert flags(dovecot, mail_user) == before
 
     def events() -> list:  # type: ignore[type-arg]
         with create_session() as session:

@@ -69,11 +69,11 @@ def classify(workspace: Workspace, settings: ConnectionSettings, extracted: Extr
     if not_ours:
         return "not_routed", not_ours, None, None
     if not extracted.attachments:
-        if any(p.reason.startswith("too large") for p in extracted.skipped):
-            return "too_large", "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped), None, None
-        if extracted.skipped:
-            return "no_supported_attachment", "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped), None, None
-        return "no_supported_attachment", "no attachments", None, None
+        if not extracted.skipped:
+            return "no_supported_attachment", "no attachments", None, None
+        reasons = "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped)
+        too_large = any(p.reason.startswith("too large") for p in extracted.skipped)
+        return ("too_large" if too_large else "no_supported_attachment"), reasons, None, None
     supplier = attribute(workspace, extracted.sender, settings.default_supplier, forwarded_senders=extracted.forwarded_senders)
     if not supplier.routed:
         return "not_routed", supplier.reason, None, None

@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg
 
+from imap_intake.exceptions import ConfigError
 from imap_intake.hooks.imap import ImapIntakeHook
 from imap_intake.service.imports import ImportResult, import_pending
 from imap_intake.service.poll import PollResult, Window, poll
@@ -51,8 +52,6 @@ def parse_window(since: Any, until: Any) -> Window | None:
     if not since and not until:
         return None
     if not since or not until:
-        from imap_intake.exceptions import ConfigError
-
         raise ConfigError("a backfill needs both 'since' and 'until' (ISO dates, e.g. 2026-01-01)")
 
     def moment(value: Any) -> dt.datetime:
@@ -66,7 +65,5 @@ def parse_window(since: Any, until: Any) -> Window | None:
 
     start, end = moment(since), moment(until)
     if end <= start:
-        from imap_intake.exceptions import ConfigError
-
         raise ConfigError(f"backfill window is empty: until ({end.isoformat()}) must be after since ({start.isoformat()})")
     return Window(start, end)
