@@ -16,9 +16,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from devstack.process import find_binary, free_port, is_root, pid_alive, wait_for_port
 from devstack.tls import TlsFiles, make_tls
+from imap_intake.imap.settings import ConnectionSettings
 
 
 class _AnyUser(dict[str, str]):
@@ -162,6 +164,16 @@ class DovecotServer:
         """Every user name logs in with the server's one password (a static passdb: a passwd-file
         is re-read at most once a second, too slow for tests that add users as they go)."""
         return self.password
+
+    def connection_settings(self, user: str, **overrides: Any) -> ConnectionSettings:
+        """Settings to log in to this server as ``user``: implicit TLS, validated against its own CA."""
+        values: dict[str, Any] = {
+            "conn_id": "devstack", "host": "127.0.0.1", "port": self.tls_port, "username": user,
+            "password": self.password, "encryption": "tls",
+            "ca_cert": self.tls_files.ca_pem if self.tls_files else None, "timeout": 30.0,
+        }
+        values.update(overrides)
+        return ConnectionSettings(**values)
 
     def start(self) -> None:
         self.write_config()

@@ -95,13 +95,7 @@ def mail_user(dovecot: DovecotServer, unique: Callable[[str], str]) -> str:
 
 def make_settings(server: DovecotServer, user: str, **overrides: object) -> ConnectionSettings:
     assert server.tls_files is not None or overrides.get("encryption") in {"none", "starttls"}
-    values: dict[str, object] = {
-        "conn_id": "test_imap", "host": "127.0.0.1", "port": server.tls_port, "username": user,
-        "password": server.users.get(user, "x"), "encryption": "tls",
-        "ca_cert": server.tls_files.ca_pem if server.tls_files else None, "timeout": 10.0,
-    }
-    values.update(overrides)
-    return ConnectionSettings(**values)  # type: ignore[arg-type]
+    return server.connection_settings(user, **{"conn_id": "test_imap", "timeout": 10.0, **overrides})
 
 
 @pytest.fixture()
