@@ -23,6 +23,7 @@ from tests.service.test_poll import flags
 
 pytestmark = pytest.mark.integration
 KILL_TRIALS = 20
+PER_TRIAL = 9  # new messages per trial: three commits of batch_size 3, so a kill can land between them
 
 
 def big_mailbox(user: str, count: int) -> list[tuple[bytes, None]]:
@@ -111,6 +112,14 @@ from imap_intake.store.storage import AttachmentStore  # the slow imports happen
 AttachmentStore({storage!r})
 connection = store_db.connect_dsn({dsn!r})
 store_db.migrate(connection)
+import imap_intake.store.ledger as ledger
+record_batch = ledger.Ledger.record_batch
+def announce(self, records, **kwargs):
+    result = record_batch(self, records, **kwargs)
+    if records:
+        print("committed", flush=True)
+    return result
+ledger.Ledger.record_batch = announce
 print("ready", flush=True)
 run(make_workspace({slug!r}, storage_base={storage!r}, batch_size=3), make_settings(server, {user!r}), connection)
 print("done", flush=True)
@@ -119,28 +128,49 @@ print("done", flush=True)
 
 def test_sigkill_at_random_points(dovecot, postgres, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Each trial adds mail (and now and then a re-delivered copy), starts a poll in a process of its
-    own and kills it with SIGKILL after a random delay. Then one poll runs to the end."""
+    own and kills it with SIGKILL after a random delay: from the start on even trials, from the first
+    committed batch on odd ones. Then one poll runs to the end."""
     rng = random.Random(20261121)
     slug = unique("ws")
     storage = f"file://{tmp_path}"
     assert dovecot.tls_files is not None
-    script = SUBPROCESS_POLL.format(
-        root=str(ROOT), root_dir=str(dovecot.root), port=dovecot.port, tls_port=dovecot.tls_port, password=dovecot.password,
-        ca=str(dovecot.tls_files.ca_cert), dsn=postgres.dsn, slug=slug, storage=storage, user=mail_user)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+
+    def start(poll_slug: str, user: str) -> subprocess.Popen[str]:
+        script = SUBPROCESS_POLL.format(
+            root=str(ROOT), root_dir=str(dovecot.root), port=dovecot.port, tls_port=dovecot.tls_port, password=dovecot.password,
+            ca=str(dovecot.tls_files.ca_cert), dsn=postgres.dsn, slug=poll_slug, storage=storage, user=user)
+        process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert process.stdout is not None
+        assert process.stdout.readline().strip() == "ready"
+        return process
+
+    # Calibrate on a mailbox of its own: how long one trial's poll takes on this machine, so that
+    # the random kill delays land inside the poll however fast or slow the machine is.
+    calibration_user = f"cal-{mail_user}"
+    append(calibration_user, big_mailbox(calibration_user, PER_TRIAL))
+    process = start(unique("cal"), calibration_user)
+    began = time.monotonic()
+    assert process.stdout is not None
+    assert [line.strip() for line in process.stdout][-1] == "done"
+    poll_seconds = time.monotonic() - began
+    process.wait(30)
     killed = finished = copies = progressed = 0
     previous: list[tuple[bytes, None]] = []
     for trial in range(KILL_TRIALS):
-        fresh = [(raw.replace(b"PO-", f"T{trial}-PO-".encode()), d) for raw, d in big_mailbox(mail_user, 3)]
+        fresh = [(raw.replace(b"PO-", f"T{trial}-PO-".encode()), d) for raw, d in big_mailbox(mail_user, PER_TRIAL)]
         redelivered = previous[:1] if trial % 4 == 3 else []
         copies += len(redelivered)
         append(mail_user, fresh + redelivered)
         previous = fresh
-        process = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "ready"
         before_trial = len(attachment_rows(db, slug))
-        time.sleep(rng.uniform(0.0, 0.5))
+        process = start(slug, mail_user)
+        if trial % 2:  # odd trials: a random point after the first committed batch
+            assert process.stdout is not None
+            process.stdout.readline()
+            time.sleep(rng.uniform(0.0, poll_seconds / 3))
+        else:  # even trials: a random point anywhere in the poll, connecting included
+            time.sleep(rng.uniform(0.0, poll_seconds))
         process.send_signal(signal.SIGKILL)
         process.wait(30)
         progressed += len(attachment_rows(db, slug)) > before_trial
@@ -149,13 +179,13 @@ def test_sigkill_at_random_points(dovecot, postgres, mail_user, append, db, uniq
     before = flags(dovecot, mail_user)
     run(make_workspace(slug, storage_base=storage, batch_size=3), make_settings(dovecot, mail_user), db)
     rows = attachment_rows(db, slug)
-    assert len(rows) == len(set(rows)) == KILL_TRIALS * 3
-    assert outcomes(db, slug) == {"imported": KILL_TRIALS * 3, "duplicate": copies}
+    assert len(rows) == len(set(rows)) == KILL_TRIALS * PER_TRIAL
+    assert outcomes(db, slug) == {"imported": KILL_TRIALS * PER_TRIAL, "duplicate": copies}
     assert flags(dovecot, mail_user) == before
     assert killed >= KILL_TRIALS // 2, f"only {killed} of {KILL_TRIALS} polls were killed mid-run"
     leftovers = len(list(tmp_path.rglob("*.tmp")))
     assert progressed >= 3, "the kills never landed after a committed batch: the delays are too short"
     record("SIGKILL at random points", trials=KILL_TRIALS, killed_mid_poll=killed, finished_before_kill=finished,
-           trials_that_committed_a_batch_before_the_kill=progressed,
-           messages=KILL_TRIALS * 3 + copies, attachments_stored_once=len(rows), redelivered_copies_recognised=copies,
+           trials_that_committed_a_batch_before_the_kill=progressed, calibrated_poll_seconds=round(poll_seconds, 2),
+           messages=KILL_TRIALS * PER_TRIAL + copies, attachments_stored_once=len(rows), redelivered_copies_recognised=copies,
            partial_temp_files_left=leftovers)

@@ -62,12 +62,12 @@ def test_sql_is_parameterised_only() -> None:
 
 
 def test_the_published_figures_match_this_suite() -> None:
-    from tests.reliability.test_faults import KILL_TRIALS
+    from tests.reliability.test_faults import KILL_TRIALS, PER_TRIAL
     from tests.reliability.test_hostile_mail import FUZZ_EXAMPLES
 
     text = (ROOT / "docs" / "reliability.md").read_text()
     figures = json.loads(text[text.index("```json") + 7 : text.rindex("```")])
     assert figures["SIGKILL at random points"]["trials"] == KILL_TRIALS
-    assert figures["SIGKILL at random points"]["attachments_stored_once"] == KILL_TRIALS * 3
+    assert figures["SIGKILL at random points"]["attachments_stored_once"] == KILL_TRIALS * PER_TRIAL
     assert figures["property-based fuzzing (hypothesis)"]["random_bytes_inputs"] == FUZZ_EXAMPLES
     assert all(v.get("found", 0) == 0 for k, v in figures.items() if "found" in v)
