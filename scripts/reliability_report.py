@@ -16,7 +16,7 @@ SCENARIOS = {
     "connection stall": "the proxy stops forwarding mid-FETCH; the 2 s timeout fires",
     "connection bye": "the proxy injects an unexpected `* BYE` mid-FETCH and closes",
     "postgres restart mid-poll": "Postgres restarted (pg_ctl stop/start) inside the second batch's transaction",
-    "SIGKILL at random points": "each trial adds mail, starts a poll in its own process and SIGKILLs it after a random 0-0.5 s",
+    "SIGKILL at random points": "each trial adds 9 messages, starts a poll in its own process and SIGKILLs it at a random point: within the calibrated poll time from the start (even trials) or after the first committed batch (odd trials)",
     "hostile mail through a real poll": "truncated base64, broken boundaries, header injection, a 2 MB header, 3,000 parts, forwards 300 deep, a TNEF bomb, a zip-bomb xlsx, invalid charsets, 8-bit garbage, escaping file names, a headers-only message",
     "property-based fuzzing (hypothesis)": "random bytes, structured MIME with noise, and file names, into the pure extraction module",
     "password searched in Postgres and storage": "every row of every table in schema imap_intake, and every stored file",
