@@ -17,7 +17,8 @@ SCENARIOS = {
     "connection bye": "the proxy injects an unexpected `* BYE` mid-FETCH and closes",
     "postgres restart mid-poll": "Postgres restarted (pg_ctl stop/start) inside the second batch's transaction",
     "SIGKILL at random points": "each trial adds 9 messages, starts a poll in its own process and SIGKILLs it at a random point: within the calibrated poll time from the start (even trials) or after the first committed batch (odd trials)",
-    "hostile mail through a real poll": "truncated base64, broken boundaries, header injection, a 2 MB header, 3,000 parts, forwards 300 deep, a TNEF bomb, a zip-bomb xlsx, invalid charsets, 8-bit garbage, escaping file names, a headers-only message",
+    "poison messages in a folder": "12 good messages with three poison ones between them in one Dovecot folder: a file name with a NUL (RFC 2231 %00), an extraction crash and an attachment the store refuses (both injected); batches of 5",
+    "hostile mail through a real poll": "truncated base64, broken boundaries, header injection, a 2 MB header, 3,000 parts, forwards 300 deep, a TNEF bomb, a zip-bomb xlsx, invalid charsets, 8-bit garbage, escaping file names, a headers-only message, NUL and control characters in every header and name, lone surrogates (UTF-7), 20,000 encoded words, 50 kB addresses and 5 kB names",
     "property-based fuzzing (hypothesis)": "random bytes, structured MIME with noise, and file names, into the pure extraction module",
     "password searched in Postgres and storage": "every row of every table in schema imap_intake, and every stored file",
     "SQL built from strings": "every .execute() in the package",
@@ -48,7 +49,18 @@ def main(report: Path) -> None:
         result = figures.get(name)
         text = "not run" if result is None else ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in sorted(result.items()))
         lines.append(f"| {name} | {how} | {text} |")
-    lines += ["", "Security checks that run in the same suite: certificates verified by default, no STARTTLS",
+    lines += ["", "## Poison or transient: how a failure is told apart", "",
+              "A batch is one transaction. When it fails, the error decides (`store/ledger.py`, `is_transient`):",
+              "- **transient** (Postgres connection lost or restarted, mailbox or ledger unreachable, a store that fails",
+              "  a write probe): the transaction rolls back, the cursor stays, the task fails and Airflow retries it;",
+              "- **tied to a message** (anything else: a database error on one row, an extraction crash, one attachment",
+              "  the store refuses while a probe write succeeds): the batch is recorded again one message per",
+              "  transaction; the message that fails gets the outcome `failed` with the error as its reason, and the",
+              "  cursor moves past it. `imap-intake status` lists failed messages; `imap-intake reread WORKSPACE`",
+              "  reads them again after a fix, never storing an attachment twice.",
+              "Every text column passes through `store/storable.py` (NUL and lone surrogates removed, lengths bounded),",
+              "so a name Postgres cannot hold is stored as sent minus those characters, not as a failure.",
+              "", "Security checks that run in the same suite: certificates verified by default, no STARTTLS",
               "downgrade, plaintext to a non-loopback host refused (tests/imap/), the password absent from task logs",
               "(tests/test_dags.py), CLI output and exception text (tests/test_cli.py, tests/imap/), XML parsers refuse",
               "entities (tests/orders/).", "", "Raw figures of this run:", "", "```json", json.dumps(figures, indent=2, sort_keys=True), "```", ""]

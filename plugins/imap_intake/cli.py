@@ -55,6 +55,16 @@ def cmd_poll(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reread(args: argparse.Namespace) -> int:
+    from imap_intake.service.reread import DEFAULT_OUTCOMES
+    from imap_intake.service.run import run_reread
+
+    outcomes = tuple(args.outcome or DEFAULT_OUTCOMES)
+    result = run_reread(args.workspace, now=_now(), uids=args.uid or None, outcomes=outcomes, workspaces_file=args.workspaces_file)
+    _print_json(result.as_dict())
+    return 0
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     from imap_intake.service.run import run_import
 
@@ -92,6 +102,10 @@ def cmd_status(args: argparse.Namespace) -> int:
                   f"{last['fetched']} fetched, {last['imported']} attachment(s) stored" + (f" - {last['error']}" if last["error"] else ""))
         emit("  messages " + (", ".join(f"{k} {v}" for k, v in row["outcomes"].items()) or "none"))
         emit("  imports  " + (", ".join(f"{k} {v}" for k, v in row["imports"].items()) or "none"))
+        for item in row["failed"]:
+            emit(f"  failed   UID {item['uid']} (UIDVALIDITY {item['uidvalidity']}) {item['subject']!r} from {item['sender'] or '-'}: {item['reason']}")
+        if row["failed"]:
+            emit(f"           after a fix: imap-intake reread {row['workspace']}")
         for item in row["quarantined"]:
             emit(f"  quarantined attachment {item['id']} {item['original_filename']!r} after {item['attempts']} attempts: {item['last_error']}")
     return 0
@@ -160,6 +174,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", help="backfill window start (ISO date); needs --until")
     p.add_argument("--until", help="backfill window end, exclusive")
     p.set_defaults(func=cmd_poll)
+    p = sub.add_parser(
+        "reread", help="read messages again after a fix or a new supplier rule (default: failed and not_routed ones)",
+        description="Re-evaluates messages of the folder's current UIDVALIDITY with today's code and rules. "
+        "Never re-reads imported messages or duplicates; never stores an attachment twice.",
+    )
+    workspace_args(p)
+    p.add_argument("--uid", type=int, action="append", help="a message's UID (repeatable); default: by outcome")
+    p.add_argument("--outcome", action="append", choices=("failed", "not_routed", "too_large", "no_supported_attachment", "unparseable"),
+                   help="re-read messages with this outcome (repeatable; default: failed, not_routed)")
+    p.set_defaults(func=cmd_reread)
     p = sub.add_parser("import", help="import pending attachments of a workspace as orders")
     workspace_args(p)
     p.set_defaults(func=cmd_import)

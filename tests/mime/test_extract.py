@@ -154,7 +154,7 @@ def test_truncated_tnef_is_recorded_not_raised() -> None:
     tnef = pack([TnefFile("inner.csv", PO_CSV_EN)])[:-20]
     msg = message(sender="a@b.example", to="o@x.example", subject="s", attachments=[("winmail.dat", "application/ms-tnef", tnef)])
     result = extract(raw(msg))
-    assert "winmail.dat not readable" in result.skipped[0].reason
+    assert [(s.original_filename, s.reason.split(" at byte")[0]) for s in result.skipped] == [("inner.csv", "winmail.dat is truncated")]
 
 
 def test_fingerprint_survives_added_trace_headers_but_not_other_bodies() -> None:

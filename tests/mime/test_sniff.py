@@ -25,3 +25,15 @@ from imap_intake.mime.tnef import TnefFile, pack
 )
 def test_bytes_win_over_names(data: bytes, declared: str, name: str, kind: str) -> None:
     assert sniff(data, declared, name) == kind
+
+
+def test_prose_with_commas_in_a_txt_is_not_an_order() -> None:
+    prose = b"Hi Bob, thanks for the call today.\nRegards, Alice from purchasing.\n"
+    assert sniff(prose, "text/plain", "note.txt") == "text"
+    assert sniff(b"Dear supplier, please see the attached order, as agreed.\n", "text/plain", "x.txt") == "text"
+
+
+def test_a_real_table_in_a_txt_is_csv() -> None:
+    assert sniff(b"sku;qty;price\nA-1;10;4.50\nB-2;3;12.00\n", "text/plain", "order.txt") == "csv"
+    assert sniff(b"sku\tqty\nA-1\t10\n", "text/plain", "order.txt") == "csv"
+    assert sniff(b"sku,qty,price\nA-1,10\n", "text/plain", "order.txt") == "text"  # inconsistent columns

@@ -70,6 +70,20 @@ def cases(to: str = "orders@example.test") -> dict[str, bytes]:
         "escaping filenames": message(sender="a@x.example", to=to, subject="names", attachments=[
             ("../../../../tmp/evil.csv", "text/csv", PO_CSV_EN + b"1"), ("/etc/cron.d/x.csv", "text/csv", PO_CSV_EN + b"2"),
             ("..\\..\\windows.csv", "text/csv", PO_CSV_EN + b"3"), ("%2e%2e%2fescape.csv", "text/csv", PO_CSV_EN + b"4")]).as_bytes(),
+        "NUL and controls in every header and name": _mime(
+            "From: =?utf-8?Q?Eve=00=01?= <eve@x.example>\nTo: =?utf-8?Q?o=00?= <" + to + ">\nSubject: =?utf-8?Q?PO=00=07=1b[31m?=\n"
+            "Message-ID: <a=?utf-8?Q?=00?=b@x.example>\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"B\"\n",
+            b"--B\r\nContent-Type: text/csv; name*=utf-8''n%00%01%1f.csv\r\nContent-Disposition: attachment; "
+            b"filename*=utf-8''po%00%07%0d%0a.csv\r\n\r\n" + PO_CSV_EN + b"\r\n--B--\r\n"),
+        "lone surrogates": _mime(
+            head.format("=?utf-7?Q?+2AA-?= order") + 'Content-Type: multipart/mixed; boundary="B"\n',
+            b"--B\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=\"=?utf-7?Q?+2AA-?=.csv\"\r\n\r\n"
+            + PO_CSV_EN + b"\r\n--B--\r\n"),
+        "overlong names and ids": _mime(
+            head.format(" ".join(["=?utf-8?Q?L=C3=A4nge?="] * 20000)).replace("From: a@x.example", "From: " + "a" * 50000 + "@x.example")
+            + "Message-ID: <" + "m" * 20000 + "@x.example>\n" + 'Content-Type: multipart/mixed; boundary="B"\n',
+            b"--B\r\nContent-Type: text/csv\r\nContent-Disposition: attachment; filename=\"" + b"n" * 5000 + b".csv\"\r\n\r\n"
+            + PO_CSV_EN + b"\r\n--B--\r\n"),
         "empty message": b"",
         "headers only": b"From: a@x.example\r\nTo: " + to.encode() + b"\r\n",
     }

@@ -9,8 +9,6 @@ signatures are left out; inline PDFs are kept. winmail.dat is unpacked.
 from __future__ import annotations
 
 import email
-import email.header
-import email.policy
 import email.utils
 import hashlib
 import re
@@ -19,7 +17,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
-from imap_intake.mime import tnef
+from imap_intake.mime import headers, tnef
 from imap_intake.mime.filenames import safe_filename
 from imap_intake.mime.sniff import sniff
 
@@ -69,54 +67,52 @@ class Limits:
     max_depth: int = 20
 
 
-def _text_header(msg: Message, name: str) -> str:
+def _header(msg: Message, name: str) -> str:
     try:
-        value = msg.get(name)
-    except Exception:  # noqa: BLE001 - the email package raises many types on hostile headers
+        return headers.decode(msg.get(name))[:998]
+    except Exception:  # noqa: BLE001 - a header never stops the message; see headers.decode
         return ""
-    return re.sub(r"[\r\n\t]+", " ", str(value or "")).strip()[:998]
 
 
 def _addresses(msg: Message, *names: str) -> tuple[str, ...]:
     values: list[str] = []
     for name in names:
         try:
-            values += [str(v) for v in msg.get_all(name, [])]
+            values += [headers.text_of(headers.raw_bytes(v)) for v in msg.get_all(name, [])]
         except Exception:  # noqa: BLE001
             continue
-    found = []
-    for _display, address in getaddresses([v.replace("\r", " ").replace("\n", " ") for v in values]):
+    found: list[str] = []
+    for _display, address in getaddresses(values):
         address = address.strip().lower()
         if "@" in address and address not in found:
             found.append(address)
     return tuple(found)
 
 
+def _sender(msg: Message) -> str | None:
+    try:
+        address = parseaddr(headers.text_of(headers.raw_bytes(msg.get("From"))))[1]
+    except Exception:  # noqa: BLE001
+        return None
+    return address.strip().lower()[:998] or None
+
+
 def message_id_of(msg: Message) -> str | None:
-    raw = _text_header(msg, "Message-ID")
+    raw = _header(msg, "Message-ID")
     match = re.search(r"<([^<>\s]{1,500})>", raw)
     return match.group(1) if match else (raw[:500] or None)
 
 
 def _filename(part: Message) -> str:
-    try:
-        name = part.get_filename()
-    except Exception:  # noqa: BLE001 - broken RFC 2231 parameters
-        name = None
-    if not name:
-        # Some mailers only name the part in Content-Type's "name" parameter.
+    """The part's name as sent: Content-Disposition's filename, else Content-Type's name."""
+    for param, header in (("filename", "content-disposition"), ("name", "content-type")):
         try:
-            name = part.get_param("name", header="content-type")  # type: ignore[assignment]
-        except Exception:  # noqa: BLE001
-            name = None
-        if isinstance(name, tuple):
-            name = email.utils.collapse_rfc2231_value(name)
-    if name and "=?" in str(name):
-        try:
-            name = str(email.header.make_header(email.header.decode_header(str(name))))
-        except Exception:  # noqa: BLE001 - a broken encoded word stays as it is
-            pass
-    return re.sub(r"[\r\n]+", " ", str(name or ""))[:1000]
+            value = part.get_param(param, header=header)
+        except Exception:  # noqa: BLE001 - broken RFC 2231 parameters
+            continue
+        if value:
+            return headers.decode_parameter(value)[:1000]
+    return ""
 
 
 def _payload(part: Message) -> bytes:
@@ -153,7 +149,7 @@ def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], sender
         inner = msg.get_payload()
         for sub in inner if isinstance(inner, list) else []:
             if isinstance(sub, Message):
-                sender = parseaddr(_text_header(sub, "From"))[1].lower()
+                sender = _sender(sub)
                 if sender and sender not in senders:
                     senders.append(sender)
                 yield from _leaves(sub, depth + 1, limits, defects, senders, ctype)
@@ -167,6 +163,9 @@ def _leaves(msg: Message, depth: int, limits: Limits, defects: list[str], sender
     yield msg, parent
 
 
+TNEF_DEPTH = 3
+
+
 class _Collector:
     """Sorts parts into attachments and skipped parts. A class, not a recursive closure: a closure
     that refers to itself is a reference cycle, and it kept every attachment's bytes alive until
@@ -177,19 +176,37 @@ class _Collector:
         self.attachments: list[Attachment] = []
         self.skipped: list[SkippedPart] = []
         self.index = 0
+        self.tnef_depth = 0
+
+    def _unpack_tnef(self, name: str, data: bytes) -> None:
+        """Every part of a winmail.dat is considered or recorded as skipped with its reason."""
+        if self.tnef_depth >= TNEF_DEPTH:
+            self.skipped.append(SkippedPart(name, "tnef", len(data), f"winmail.dat nested deeper than {TNEF_DEPTH}; not opened"))
+            return
+        try:
+            contents = tnef.unpack(data, max_total=self.limits.max_attachment_bytes)
+        except tnef.TnefError as exc:
+            self.skipped.append(SkippedPart(name, "tnef", len(data), f"winmail.dat not readable: {exc}"))
+            return
+        self.tnef_depth += 1
+        try:
+            for item in contents.files:
+                if item.problem:
+                    self.index += 1
+                    self.skipped.append(SkippedPart(item.name, "unknown", len(item.data), item.problem))
+                else:
+                    self.consider(item.name, "application/octet-stream", item.data)
+        finally:
+            self.tnef_depth -= 1
+        for problem in contents.problems:
+            self.skipped.append(SkippedPart(name, "tnef", len(data), problem))
 
     def consider(self, name: str, declared: str, data: bytes) -> None:
         limits = self.limits
         self.index += 1
         kind = sniff(data, declared, name)
         if kind == "tnef":
-            try:
-                inner = tnef.unpack(data, max_total=limits.max_attachment_bytes)
-            except tnef.TnefError as exc:
-                self.skipped.append(SkippedPart(name, kind, len(data), f"winmail.dat not readable: {exc}"))
-                return
-            for item in inner:
-                self.consider(item.name, "application/octet-stream", item.data)
+            self._unpack_tnef(name, data)
             return
         if len(data) > limits.max_attachment_bytes:
             self.skipped.append(SkippedPart(name, kind, len(data), f"too large: {len(data)} bytes > limit {limits.max_attachment_bytes}"))
@@ -212,37 +229,35 @@ class _Collector:
 
 
 def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
-    """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail:
+    a part that cannot be read becomes a skipped part with the reason."""
+    msg = email.message_from_bytes(raw, policy=headers.POLICY)
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
     collector = _Collector(limits)
     forwarded: list[str] = []
-    for count, (part, parent) in enumerate(_leaves(msg, 0, limits, defects, forwarded)):
-        if count >= MAX_PARTS:
-            defects.append(f"more than {MAX_PARTS} parts; the rest were not read")
-            break
-        name = _filename(part)
-        if _is_attachment(part, name, parent):
-            collector.consider(name, part.get_content_type(), _payload(part))
-    _sender_name, sender = parseaddr(_text_header(msg, "From"))
+    try:
+        for count, (part, parent) in enumerate(_leaves(msg, 0, limits, defects, forwarded)):
+            if count >= MAX_PARTS:
+                defects.append(f"more than {MAX_PARTS} parts; the rest were not read")
+                break
+            name = _filename(part)
+            try:
+                if _is_attachment(part, name, parent):
+                    collector.consider(name, part.get_content_type(), _payload(part))
+            except Exception as exc:  # noqa: BLE001 - recorded as a skipped part, with the reason
+                collector.skipped.append(SkippedPart(name, "unknown", 0, f"part could not be read: {type(exc).__name__}: {exc}"[:500]))
+    except RecursionError:
+        defects.append("MIME structure nested too deeply; the rest was not read")
     return ExtractedMessage(
         message_id=message_id_of(msg),
-        sender=sender.lower() or None,
-        subject=_subject(msg),
+        sender=_sender(msg),
+        subject=_header(msg, "Subject"),
         recipients=_addresses(msg, "Delivered-To", "X-Original-To", "To", "Cc"),
         forwarded_senders=tuple(forwarded),
         attachments=tuple(collector.attachments),
         skipped=tuple(collector.skipped),
         defects=tuple(dict.fromkeys(defects)),
     )
-
-
-def _subject(msg: Message) -> str:
-    raw = _text_header(msg, "Subject")
-    try:
-        return str(email.header.make_header(email.header.decode_header(raw)))[:998]
-    except Exception:  # noqa: BLE001
-        return raw
 
 
 def fingerprint(raw: bytes, message_id: str | None) -> str:

@@ -42,12 +42,23 @@ def _looks_textual(data: bytes) -> bool:
 
 
 def _looks_csv(data: bytes) -> bool:
-    lines = [line for line in data[:8192].splitlines() if line.strip()][:6]
+    """Tabular text: one delimiter, the same count of it on every sampled line, two columns or
+    more, and fields that are values rather than sentences. Prose with commas is not an order."""
+    sample = data[:8192]
+    lines = [line for line in sample.splitlines() if line.strip()]
+    if len(data) > len(sample) and len(lines) > 1:
+        lines = lines[:-1]  # the sample may have cut the last line short
+    lines = lines[:50]
     if len(lines) < 2:
         return False
     for delimiter in (b";", b",", b"\t", b"|"):
-        counts = {line.count(delimiter) for line in lines[:-1] or lines}
-        if len(counts) == 1 and counts.pop() > 0:
+        counts = {line.count(delimiter) for line in lines}
+        if len(counts) != 1 or counts.pop() == 0:
+            continue
+        fields = [field.strip() for line in lines for field in line.split(delimiter)]
+        words = sum(len(field.split()) for field in fields) / len(fields)
+        sentences = sum(1 for line in lines if line.rstrip().endswith((b".", b"!", b"?")))
+        if words <= 3 and sentences * 2 <= len(lines):
             return True
     return False
 
@@ -57,12 +68,14 @@ def sniff(data: bytes, declared_type: str = "", filename: str = "") -> str:
     head = data[:1024]
     name = filename.lower()
     declared = declared_type.lower()
-    if b"%PDF-" in head:
-        return "pdf"
-    if head.startswith(b"PK\x03\x04"):
-        return _zip_kind(data)
+    # Containers first: a winmail.dat or a zip whose first member is a small PDF has "%PDF-"
+    # in its first kilobyte too.
     if head.startswith(TNEF_MAGIC):
         return "tnef"
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_kind(data)
+    if b"%PDF-" in head:
+        return "pdf"
     if head.startswith((b"\x89PNG", b"\xff\xd8\xff", b"GIF8")) or declared.startswith("image/"):
         return "image"
     if not _looks_textual(data):

@@ -21,7 +21,7 @@ from imap_intake.imap.mailbox import FetchedMessage, Mailbox, MessageMeta
 from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.mime.extract import Attachment, ExtractedMessage, Limits, extract, fingerprint
 from imap_intake.routing import attribute, ownership
-from imap_intake.store.ledger import Cursor, Ledger, MessageRecord
+from imap_intake.store.ledger import BatchResult, Cursor, Ledger, MessageRecord, is_transient
 
 log = logging.getLogger(__name__)
 BODY_BYTES_PER_FETCH = 32 * 1024 * 1024
@@ -85,10 +85,11 @@ def record_for(workspace: Workspace, settings: ConnectionSettings, uidvalidity: 
     try:
         extracted = extract(message.raw, limits)
     except Exception as exc:  # noqa: BLE001 - recorded as an outcome, never lost: see the reason column
+        log.warning("UID %s: extraction failed (%s: %s); recorded as failed, the folder moves on", message.uid, type(exc).__name__, exc)
         return MessageRecord(
             uidvalidity=uidvalidity, uid=message.uid, fingerprint=fingerprint(message.raw, None), message_id=None,
-            internal_date=message.internal_date, sender=None, subject="", size=len(message.raw),
-            outcome="unparseable", reason=f"message could not be parsed: {type(exc).__name__}: {exc}"[:2000],
+            internal_date=message.internal_date, sender=None, subject="", size=len(message.raw), outcome="failed",
+            reason=f"extraction failed: {type(exc).__name__}: {exc}; after a fix, run 'imap-intake reread' for this workspace"[:2000],
         )
     outcome, reason, supplier, rule = classify(workspace, settings, extracted)
     return MessageRecord(
@@ -125,6 +126,33 @@ def _groups(metas: Sequence[MessageMeta], max_message_bytes: int) -> Iterator[Se
         yield group
 
 
+def _record(
+    ledger: Ledger,
+    records: list[MessageRecord],
+    *,
+    store: Callable[[Attachment], str],
+    advance_to: Cursor | None,
+    poll_id: int,
+    probe_store: Callable[[], object] | None,
+) -> BatchResult:
+    """One transaction for the batch; if it fails for a reason tied to a message (not a lost
+    connection or a store that is down), again message by message, so one poison message gets
+    the outcome ``failed`` and never blocks the folder."""
+    try:
+        return ledger.record_batch(records, store=store, advance_to=advance_to, poll_id=poll_id)
+    except Exception as exc:
+        if is_transient(exc) or ledger.connection.broken or ledger.connection.closed:
+            raise
+        log.warning(
+            "recording UIDs %s-%s as one batch failed (%s: %s); recording them one by one",
+            records[0].uid if records else "-", records[-1].uid if records else "-", type(exc).__name__, exc,
+        )
+        done = ledger.record_each(records, store=store, advance_to=advance_to, poll_id=poll_id, probe_store=probe_store)
+        if done.outcomes.get("failed"):
+            log.warning("%d message(s) recorded as failed; 'imap-intake status' lists them with the reason", done.outcomes["failed"])
+        return done
+
+
 def poll(
     workspace: Workspace,
     settings: ConnectionSettings,
@@ -134,6 +162,7 @@ def poll(
     now: dt.datetime,
     window: Window | None = None,
     open_mailbox: MailboxOpener = Mailbox.open,
+    probe_store: Callable[[], object] | None = None,
 ) -> PollResult:
     folder = workspace.folder or settings.folder
     ledger = Ledger(connection, workspace=workspace.slug, account=settings.account, folder=folder)
@@ -187,7 +216,7 @@ def poll(
                         del bodies
                         # The group is contiguous in UID order, so everything up to its last UID is recorded.
                         advance = None if window else Cursor(state.uidvalidity, group[-1].uid)
-                        done = ledger.record_batch(records, store=store, advance_to=advance, poll_id=poll_id)
+                        done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
                         result.recorded += done.recorded
                         result.duplicates += done.duplicates
                         result.attachments += done.attachments

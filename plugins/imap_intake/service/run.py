@@ -14,6 +14,7 @@ from imap_intake.exceptions import ConfigError
 from imap_intake.hooks.imap import ImapIntakeHook
 from imap_intake.service.imports import ImportResult, import_pending
 from imap_intake.service.poll import PollResult, Window, poll
+from imap_intake.service.reread import DEFAULT_OUTCOMES, RereadResult, reread
 from imap_intake.store import db
 from imap_intake.store.storage import AttachmentStore
 from imap_intake.workspaces import get_workspace
@@ -36,6 +37,20 @@ def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, works
     with _ledger(workspace.postgres_conn_id) as connection:
         return poll(
             workspace, settings, connection=connection, now=now, window=window,
+            store=lambda attachment: store.put(attachment.data, attachment.sha256), probe_store=store.probe,
+        )
+
+
+def run_reread(
+    slug: str, *, now: dt.datetime, uids: list[int] | None = None, outcomes: tuple[str, ...] = DEFAULT_OUTCOMES,
+    workspaces_file: str | Path | None = None,
+) -> RereadResult:
+    workspace = get_workspace(slug, workspaces_file)
+    settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
+    store = AttachmentStore(workspace.storage_base)
+    with _ledger(workspace.postgres_conn_id) as connection:
+        return reread(
+            workspace, settings, connection=connection, now=now, uids=uids, outcomes=outcomes,
             store=lambda attachment: store.put(attachment.data, attachment.sha256),
         )
 

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 
 import psycopg
 
+from imap_intake.exceptions import StorageError
 from imap_intake.mime.extract import Attachment, SkippedPart
+from imap_intake.store.storable import storable, storable_or_none
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,40 @@ class BatchResult:
     already_known: int = 0
     attachments: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: str, n: int = 1) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+    def add(self, other: BatchResult) -> None:
+        self.recorded += other.recorded
+        self.duplicates += other.duplicates
+        self.already_known += other.already_known
+        self.attachments += other.attachments
+        for outcome, n in other.outcomes.items():
+            self.count(outcome, n)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A fault of the surroundings, not of one message: roll back and let the next poll retry.
+
+    Lost or restarted Postgres, an unreachable mailbox or ledger. Storage errors are decided
+    by a probe of the store (see ``Ledger.record_each``), everything else is the message's.
+    """
+    if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
+        return True
+    if isinstance(exc, StorageError):
+        return False
+    return bool(getattr(exc, "retryable", False)) or isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def failed_record(record: MessageRecord, exc: BaseException, step: str) -> MessageRecord:
+    """The record of a message whose reading failed: no attachments, the error as the reason."""
+    return MessageRecord(
+        uidvalidity=record.uidvalidity, uid=record.uid, fingerprint=record.fingerprint, message_id=record.message_id,
+        internal_date=record.internal_date, sender=record.sender, subject=record.subject, size=record.size,
+        outcome="failed",
+        reason=f"{step} failed: {type(exc).__name__}: {exc}; fix the cause, then run 'imap-intake reread' for this workspace",
+    )
 
 
 def lock_key(account: str, folder: str) -> int:
@@ -103,7 +139,7 @@ class Ledger:
     def finish_poll(self, poll_id: int, *, status: str, fetched: int, imported: int, now: dt.datetime, error: str | None = None) -> None:
         self.connection.execute(
             "UPDATE imap_intake.poll SET status=%s, fetched=%s, imported=%s, finished_at=%s, error=%s WHERE id=%s",
-            (status, fetched, imported, now, error, poll_id),
+            (status, fetched, imported, now, storable_or_none(error), poll_id),
         )
 
     def _advance_cursor(self, cursor: Cursor) -> None:
@@ -121,6 +157,41 @@ class Ledger:
             """,
             (self.workspace, self.account, self.folder, cursor.uidvalidity, cursor.last_uid),
         )
+
+    def record_each(
+        self,
+        records: Sequence[MessageRecord],
+        *,
+        store: Callable[[Attachment], str],
+        advance_to: Cursor | None,
+        poll_id: int | None = None,
+        probe_store: Callable[[], object] | None = None,
+    ) -> BatchResult:
+        """Record a batch one message per transaction, after the batch as a whole failed.
+
+        A message whose recording raises gets the outcome ``failed`` with the error, and the
+        cursor still moves past it. Transient faults are raised (nothing of the failing message
+        is committed); a storage error counts as the message's only if the store answers a probe.
+        """
+        result = BatchResult()
+        for record in records:
+            one = BatchResult()  # counted only once its transaction commits
+            try:
+                with self.connection.transaction():
+                    self._record_one(record, store=store, poll_id=poll_id, result=one)
+            except Exception as exc:
+                if is_transient(exc) or self.connection.broken or self.connection.closed:
+                    raise
+                if isinstance(exc, StorageError) and probe_store is not None:
+                    probe_store()  # raises StorageError when the store itself is down: retried later
+                one = BatchResult()
+                with self.connection.transaction():
+                    self._record_one(failed_record(record, exc, "recording"), store=store, poll_id=poll_id, result=one)
+            result.add(one)
+        if advance_to is not None:
+            with self.connection.transaction():
+                self._advance_cursor(advance_to)
+        return result
 
     def record_batch(
         self,
@@ -148,9 +219,10 @@ class Ledger:
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT DO NOTHING RETURNING id
             """,
-            (self.workspace, self.account, self.folder, record.uidvalidity, record.uid, record.fingerprint,
-             record.message_id, record.internal_date, record.sender, record.subject, record.size, outcome,
-             reason, record.supplier, record.supplier_rule, duplicate_of, poll_id),
+            (self.workspace, self.account, self.folder, record.uidvalidity, record.uid, storable(record.fingerprint, 200),
+             storable_or_none(record.message_id, 500), record.internal_date, storable_or_none(record.sender, 998),
+             storable(record.subject, 998), record.size, outcome, storable(reason), storable_or_none(record.supplier, 200),
+             storable_or_none(record.supplier_rule, 500), duplicate_of, poll_id),
         ).fetchone()
         return int(row[0]) if row else None
 
@@ -170,10 +242,15 @@ class Ledger:
             )
             if self._insert_message(record, "duplicate", reason, first[0] if first else None, poll_id) is not None:
                 result.duplicates += 1
-                result.outcomes["duplicate"] = result.outcomes.get("duplicate", 0) + 1
+                result.count("duplicate")
             return
         result.recorded += 1
-        result.outcomes[record.outcome] = result.outcomes.get(record.outcome, 0) + 1
+        result.count(record.outcome)
+        self._attach(message, record, store=store, result=result)
+
+    def _attach(self, message: int, record: MessageRecord, *, store: Callable[[Attachment], str], result: BatchResult) -> None:
+        """Store and list a message's attachments and skipped parts. An attachment already listed
+        for this fingerprint and part is never listed (nor imported) again."""
         if record.outcome == "imported":
             for attachment in record.attachments:
                 uri = store(attachment)
@@ -184,13 +261,60 @@ class Ledger:
                     VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
                     ON CONFLICT (workspace, fingerprint, part_index) DO NOTHING RETURNING id
                     """,
-                    (self.workspace, message, record.fingerprint, attachment.index, attachment.original_filename,
-                     attachment.filename, attachment.declared_type, attachment.kind, attachment.sha256,
-                     attachment.size, uri, record.supplier),
+                    (self.workspace, message, storable(record.fingerprint, 200), attachment.index,
+                     storable(attachment.original_filename, 1000), storable(attachment.filename, 255),
+                     storable(attachment.declared_type, 255), attachment.kind, attachment.sha256,
+                     attachment.size, uri, storable_or_none(record.supplier, 200)),
                 ).fetchone()
                 result.attachments += 1 if inserted else 0
         for part in record.skipped:
             self.connection.execute(
                 "INSERT INTO imap_intake.skipped_part (message, original_filename, kind, size, reason) VALUES (%s, %s, %s, %s, %s)",
-                (message, part.original_filename, part.kind, part.size, part.reason),
+                (message, storable(part.original_filename, 1000), part.kind, part.size, storable(part.reason)),
             )
+
+    def reread_targets(self, uidvalidity: int, *, uids: Sequence[int] | None, outcomes: Sequence[str]) -> list[tuple[int, int, str]]:
+        """(id, uid, outcome) of the messages to read again in this folder: the given UIDs, else
+        every message with one of ``outcomes``. Imported messages and duplicates are never re-read."""
+        rows = self.connection.execute(
+            "SELECT id, uid, outcome FROM imap_intake.message WHERE workspace=%s AND account=%s AND folder=%s "
+            "AND uidvalidity=%s AND outcome NOT IN ('imported', 'duplicate') "
+            "AND (CASE WHEN %s::bigint[] IS NULL THEN outcome = ANY(%s) ELSE uid = ANY(%s) END) ORDER BY uid",
+            (self.workspace, self.account, self.folder, uidvalidity, list(uids) if uids else None, list(outcomes), list(uids or [])),
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+    def rerecord(self, message: int, record: MessageRecord, *, store: Callable[[Attachment], str], now: dt.datetime, result: BatchResult) -> str:
+        """Replace a message's evaluation with a new reading, in one transaction; returns the outcome.
+
+        Attachments go through the same ``ON CONFLICT`` as a poll, so a re-read never lists an
+        attachment twice; a message that turns out to be a copy of one already recorded becomes
+        a duplicate of it.
+        """
+        with self.connection.transaction():
+            try:
+                with self.connection.transaction():
+                    self.connection.execute(
+                        "UPDATE imap_intake.message SET fingerprint=%s, message_id=%s, sender=%s, subject=%s, outcome=%s, "
+                        "reason=%s, supplier=%s, supplier_rule=%s, reread_at=%s WHERE id=%s",
+                        (storable(record.fingerprint, 200), storable_or_none(record.message_id, 500),
+                         storable_or_none(record.sender, 998), storable(record.subject, 998), record.outcome,
+                         storable(record.reason), storable_or_none(record.supplier, 200),
+                         storable_or_none(record.supplier_rule, 500), now, message),
+                    )
+            except psycopg.errors.UniqueViolation:
+                first = self.connection.execute(
+                    "SELECT id FROM imap_intake.message WHERE workspace=%s AND fingerprint=%s AND outcome <> 'duplicate'",
+                    (self.workspace, record.fingerprint),
+                ).fetchone()
+                self.connection.execute(
+                    "UPDATE imap_intake.message SET outcome='duplicate', reason=%s, duplicate_of=%s, reread_at=%s WHERE id=%s",
+                    (f"re-read: a copy of message {first[0] if first else '?'}", first[0] if first else None, now, message),
+                )
+                result.count("duplicate")
+                return "duplicate"
+            self.connection.execute("DELETE FROM imap_intake.skipped_part WHERE message=%s", (message,))
+            self._attach(message, record, store=store, result=result)
+        result.recorded += 1
+        result.count(record.outcome)
+        return record.outcome

@@ -39,9 +39,13 @@ def status(connection: psycopg.Connection, workspace: str | None = None) -> list
                 "SELECT id, original_filename, attempts, last_error FROM imap_intake.attachment "
                 "WHERE workspace=%s AND import_status='quarantined' ORDER BY id LIMIT 50", (name,)
             ).fetchall()
+            failed = cur.execute(
+                "SELECT uid, uidvalidity, sender, subject, reason, seen_at FROM imap_intake.message "
+                "WHERE workspace=%s AND outcome='failed' ORDER BY id LIMIT 50", (name,)
+            ).fetchall()
             report.append({
                 "workspace": name, "cursors": cursors, "last_poll": last, "outcomes": outcomes,
-                "imports": imports, "quarantined": quarantined,
+                "imports": imports, "quarantined": quarantined, "failed": failed,
             })
     return report
 

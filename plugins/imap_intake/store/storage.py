@@ -50,6 +50,22 @@ class AttachmentStore:
             raise StorageError(f"cannot write attachment {sha256} under {self.base}: {exc}; check the storage base and its permissions") from exc
         return self.uri_for(sha256)
 
+    def probe(self) -> None:
+        """Raise ``StorageError`` when the store cannot take a write now (down, full, no rights).
+
+        Tells a store that is down (retry the batch later) from one attachment it refuses (that
+        message is recorded as failed)."""
+        root = self._local if self._local is not None else self._root
+        path = root / f".probe-{uuid.uuid4().hex}"
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as handle:
+                handle.write(b"imap-intake storage probe\n")
+            path.unlink()
+        except OSError as exc:
+            raise StorageError(f"the attachment store {self.base} cannot take a write: {exc}; check it is mounted, "
+                               "writable and has room (the poll is retried)") from exc
+
     def get(self, sha256: str) -> bytes:
         try:
             with self._path(sha256).open("rb") as handle:

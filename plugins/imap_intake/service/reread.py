@@ -1,0 +1,99 @@
+"""Read messages again after a fix or a new supplier rule: failed, not_routed, too_large ones.
+
+The same extraction and classification as a poll, under the same (account, folder) lock; the
+new reading replaces the message's outcome, and its attachments go through the same
+``ON CONFLICT`` keys, so a re-read never stores or imports an attachment twice. Imported
+messages and duplicates are never re-read. Only messages of the folder's current UIDVALIDITY
+can be fetched by UID; older ones are reported, not guessed at.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import psycopg
+
+from imap_intake.config import Workspace
+from imap_intake.imap.mailbox import Mailbox
+from imap_intake.imap.settings import ConnectionSettings
+from imap_intake.mime.extract import Attachment, Limits
+from imap_intake.service.poll import MailboxOpener, _groups, _too_large, record_for
+from imap_intake.store.ledger import BatchResult, Ledger
+
+log = logging.getLogger(__name__)
+DEFAULT_OUTCOMES = ("failed", "not_routed")
+REREADABLE = ("failed", "not_routed", "too_large", "no_supported_attachment", "unparseable")
+
+
+@dataclass
+class RereadResult:
+    workspace: str
+    folder: str
+    uidvalidity: int = 0
+    reread: int = 0
+    attachments: int = 0
+    gone: list[int] = field(default_factory=list)
+    changes: list[dict[str, object]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def reread(
+    workspace: Workspace,
+    settings: ConnectionSettings,
+    *,
+    connection: psycopg.Connection,
+    store: Callable[[Attachment], str],
+    now: dt.datetime,
+    uids: Sequence[int] | None = None,
+    outcomes: Sequence[str] = DEFAULT_OUTCOMES,
+    open_mailbox: MailboxOpener = Mailbox.open,
+) -> RereadResult:
+    folder = workspace.folder or settings.folder
+    ledger = Ledger(connection, workspace=workspace.slug, account=settings.account, folder=folder)
+    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
+    result = RereadResult(workspace=workspace.slug, folder=folder)
+    with ledger.exclusive():
+        poll_id = ledger.start_poll("reread", now)
+        done = BatchResult()
+        try:
+            with open_mailbox(settings) as mailbox:
+                state = mailbox.examine(folder)
+                result.uidvalidity = state.uidvalidity
+                targets = ledger.reread_targets(state.uidvalidity, uids=uids, outcomes=outcomes)
+                log.info("%s folder '%s': %d message(s) to read again", settings.describe, folder, len(targets))
+                by_uid = {uid: (message, was) for message, uid, was in targets}
+                metas = mailbox.metadata(sorted(by_uid))
+                result.gone = sorted(set(by_uid) - {m.uid for m in metas})
+                for group in _groups(metas, workspace.max_message_bytes):
+                    wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
+                    bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
+                    for meta in group:
+                        if meta.size > workspace.max_message_bytes:
+                            record = _too_large(state.uidvalidity, meta, workspace.max_message_bytes)
+                        elif meta.uid in bodies:
+                            record = record_for(workspace, settings, state.uidvalidity, bodies.pop(meta.uid), limits)
+                        else:
+                            result.gone.append(meta.uid)
+                            continue
+                        message, was = by_uid[meta.uid]
+                        before = done.attachments
+                        now_outcome = ledger.rerecord(message, record, store=store, now=now, result=done)
+                        result.reread += 1
+                        result.changes.append({"uid": meta.uid, "was": was, "now": now_outcome, "reason": record.reason[:300],
+                                               "attachments": done.attachments - before})
+                        log.info("UID %s: %s -> %s (%s)", meta.uid, was, now_outcome, record.reason[:200])
+            result.attachments = done.attachments
+        except BaseException as exc:
+            if not connection.closed and not connection.broken:
+                ledger.finish_poll(poll_id, status="failed", fetched=result.reread, imported=done.attachments, now=now, error=str(exc))
+            raise
+        ledger.finish_poll(poll_id, status="ok", fetched=result.reread, imported=done.attachments, now=now)
+    if result.gone:
+        log.warning("UID(s) %s are no longer in folder '%s' (expunged or moved): not re-read", result.gone, folder)
+    return result
+
