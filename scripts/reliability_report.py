@@ -19,7 +19,7 @@ SCENARIOS = {
     "SIGKILL at random points": "each trial adds 9 messages, starts a poll in its own process and SIGKILLs it at a random point: within the calibrated poll time from the start (even trials) or after the first committed batch (odd trials)",
     "poison messages in a folder": "12 good messages with three poison ones between them in one Dovecot folder: a file name with a NUL (RFC 2231 %00), an extraction crash and an attachment the store refuses (both injected); batches of 5",
     "hostile mail through a real poll": "truncated base64, broken boundaries, header injection, a 2 MB header, 3,000 parts, forwards 300 deep, a TNEF bomb, a zip-bomb xlsx, invalid charsets, 8-bit garbage, escaping file names, a headers-only message, NUL and control characters in every header and name, lone surrogates (UTF-7), 20,000 encoded words, 50 kB addresses and 5 kB names",
-    "property-based fuzzing (hypothesis)": "random bytes, structured MIME with noise, and file names, into the pure extraction module",
+    "property-based fuzzing (hypothesis)": "random bytes, structured MIME with noise, file names, and any text (NUL, lone surrogates, controls) in every header and name as raw bytes, encoded words and RFC 2231 values, into the pure extraction module; every returned field must be storable",
     "password searched in Postgres and storage": "every row of every table in schema imap_intake, and every stored file",
     "SQL built from strings": "every .execute() in the package",
 }
