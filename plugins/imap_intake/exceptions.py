@@ -5,8 +5,10 @@
     ├── CredentialError             an encrypted password cannot be opened (key id, tamper, missing key)
     ├── MailboxError                talking to the mail server failed
     │   ├── MailboxUnreachable      DNS, refused, timed out, dropped (transient: retried)
+    │   │   └── TokenEndpointUnreachable   the OAuth2 token endpoint did not answer (transient: retried)
     │   ├── TlsError                certificate, pin, wrong TLS mode, no STARTTLS (not retried)
     │   ├── AuthenticationFailed    login rejected (never retried: retries lock accounts)
+    │   │   └── TokenRefused        the identity provider issued no token: secret, tenant, consent, revoked grant
     │   └── FolderNotFound          the folder does not exist (not retried)
     ├── StorageError                attachment bytes could not be written or read
     └── OrderParseError             one attachment is not a readable order (recorded, never fatal)
@@ -43,12 +45,20 @@ class MailboxUnreachable(MailboxError):
     retryable = True
 
 
+class TokenEndpointUnreachable(MailboxUnreachable):
+    """The OAuth2 token endpoint could not be reached or answered with a server error."""
+
+
 class TlsError(MailboxError):
     """TLS could not be established safely."""
 
 
 class AuthenticationFailed(MailboxError):
     """The server rejected the login."""
+
+
+class TokenRefused(AuthenticationFailed):
+    """The identity provider refused to issue an access token."""
 
 
 class FolderNotFound(MailboxError):

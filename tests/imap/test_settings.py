@@ -18,7 +18,7 @@ def build(**kw: object):  # type: ignore[no-untyped-def]
      ("proton_bridge", "127.0.0.1", 1143, "starttls")],
 )
 def test_presets_fill_host_port_and_mode(provider: str, host: str, port: int, encryption: str) -> None:
-    s = build(extra={"provider": provider})
+    s = build(extra={"provider": provider, "tenant_id": "t", "client_id": "c"})
     assert (s.host, s.port, s.encryption) == (host, port, encryption)
 
 
@@ -61,3 +61,33 @@ def test_password_never_in_repr_and_empty_password_says_app_password() -> None:
 def test_bad_extras_are_named(extra: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="connection 'c'"):
         build(host="m.example", extra=extra)
+
+
+def test_office365_defaults_to_an_entra_app_and_says_passwords_no_longer_work() -> None:
+    s = build(extra={"provider": "office365", "tenant_id": "contoso.onmicrosoft.com", "client_id": "11111111-2222"})
+    assert s.auth == "microsoft_app" and s.oauth is not None
+    assert s.oauth.scope == "https://outlook.office365.com/.default" and s.oauth.tenant_id == "contoso.onmicrosoft.com"
+    with pytest.raises(ConfigError, match="tenant_id is empty; copy the Directory \\(tenant\\) ID"):
+        build(extra={"provider": "office365"})
+    with pytest.raises(ConfigError, match="no longer accepts passwords"):
+        build(password="", extra={"provider": "office365", "tenant_id": "t", "client_id": "c"})
+
+
+def test_a_service_account_key_is_checked_and_never_echoed() -> None:
+    with pytest.raises(ConfigError, match="whole JSON key") as info:
+        build(host="imap.gmail.com", password="not json s3cr3t", extra={"auth": "google_service_account"})
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(ConfigError, match="not a service account key"):
+        build(host="imap.gmail.com", password='{"type": "authorized_user"}', extra={"auth": "google_service_account"})
+
+
+def test_a_refresh_token_grant_needs_its_endpoint_and_client() -> None:
+    with pytest.raises(ConfigError, match="token_url is empty"):
+        build(host="imap.example", password="rt", extra={"auth": "oauth2_refresh_token", "client_id": "c"})
+    s = build(host="imap.example", password="rt", extra={"auth": "oauth2_refresh_token", "client_id": "c", "token_url": "https://idp/token", "client_secret": "cs"})
+    assert s.oauth is not None and s.oauth.client_secret == "cs" and "cs" not in repr(s) and "rt" not in repr(s.oauth)
+
+
+def test_unknown_auth_kind_is_named() -> None:
+    with pytest.raises(ConfigError, match="auth 'kerberos' is unknown"):
+        build(host="imap.example", extra={"auth": "kerberos"})

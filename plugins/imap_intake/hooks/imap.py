@@ -53,13 +53,17 @@ class ImapIntakeHook(BaseHook):
                 f"connection '{self.imap_conn_id}' is not defined: add it in Admin > Connections "
                 f"(type 'imap_intake') or as AIRFLOW_CONN_{self.imap_conn_id.upper()}"
             ) from exc
+        extra = dict(conn.extra_dejson)
+        for key in ("client_secret", "extra__imap_intake__client_secret"):
+            if extra.get(key):
+                extra[key] = resolve_password(self.imap_conn_id, str(extra[key]))
         return settings_from_fields(
             self.imap_conn_id,
             host=conn.host,
             port=conn.port,
             login=conn.login,
             password=resolve_password(self.imap_conn_id, conn.password),
-            extra=conn.extra_dejson,
+            extra=extra,
         )
 
     @contextmanager

@@ -21,6 +21,8 @@ from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
 from imapclient.imapclient import SocketTimeout
 
+from imap_intake.auth.explain import explain_imap_rejection
+from imap_intake.auth.tokens import token_source
 from imap_intake.exceptions import (
     AuthenticationFailed,
     FolderNotFound,
@@ -31,6 +33,7 @@ from imap_intake.exceptions import (
 from imap_intake.imap.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
+TOKEN_RENEW_MARGIN = dt.timedelta(seconds=60)
 
 #: Commands this project may send. Anything else is a bug (see tests/imap/test_mailbox.py).
 READ_ONLY_COMMANDS = frozenset(
@@ -83,24 +86,32 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class Mailbox:
     """One logged-in IMAP session. Use ``Mailbox.open(settings)`` as a context manager."""
 
-    def __init__(self, client: IMAPClient, settings: ConnectionSettings) -> None:
+    def __init__(self, client: IMAPClient, settings: ConnectionSettings, token_expires_at: dt.datetime | None = None) -> None:
         self._client = client
         self.settings = settings
         self.folder: FolderState | None = None
+        self._token_expires_at = token_expires_at
+        self.renewals = 0  # sessions opened again because the OAuth2 token was about to expire
 
     # -- connecting ---------------------------------------------------------------------------------
 
     @classmethod
     @contextmanager
     def open(cls, settings: ConnectionSettings) -> Iterator[Mailbox]:
-        mailbox = cls(cls._connect(settings), settings)
+        mailbox = cls._opened(settings)
         try:
             yield mailbox
         finally:
             mailbox.close()
 
     @classmethod
-    def _connect(cls, settings: ConnectionSettings) -> IMAPClient:
+    def _opened(cls, settings: ConnectionSettings) -> Mailbox:
+        client, expires_at = cls._connect(settings)
+        return cls(client, settings, expires_at)
+
+    @classmethod
+    def _connect(cls, settings: ConnectionSettings) -> tuple[IMAPClient, dt.datetime | None]:
+        """A logged-in client, and when its OAuth2 token expires (None for a password)."""
         where = settings.describe
         context = _ssl_context(settings)
         timeout = SocketTimeout(connect=settings.timeout, read=settings.timeout)
@@ -128,6 +139,9 @@ class Mailbox:
             raise cls._timeout_error(settings) from exc
         except (imaplib.IMAP4.abort, imaplib.IMAP4.error, OSError) as exc:
             raise MailboxUnreachable(f"{where}: connection failed: {exc}") from exc
+        # imapclient turns imaplib's debug output on: every command and fetched body formatted for a
+        # DEBUG logger (whole messages in task logs, and time spent formatting them). Off.
+        client._imap.debug = 0
         try:
             if settings.encryption == "starttls":
                 try:
@@ -142,6 +156,16 @@ class Mailbox:
                     raise TlsError(cls._certificate_message(settings, exc)) from exc
             if settings.cert_fingerprint:
                 cls._check_pin(client, settings)
+            expires_at = cls._login(client, settings)
+        except BaseException:
+            cls._quietly_close(client)
+            raise
+        return client, expires_at
+
+    @classmethod
+    def _login(cls, client: IMAPClient, settings: ConnectionSettings) -> dt.datetime | None:
+        where = settings.describe
+        if settings.oauth is None:
             try:
                 client.login(settings.username, settings.password)
             except LoginError as exc:
@@ -149,10 +173,29 @@ class Mailbox:
                     f"{where}: the server rejected the login for '{settings.username}'. "
                     f"{settings.preset.login_hint} Not retried: repeated bad logins lock accounts"
                 ) from exc
-        except BaseException:
-            cls._quietly_close(client)
-            raise
-        return client
+            return None
+        source = token_source(settings)
+        token = source.token()
+        try:
+            cls._authenticate(client, settings, token.value)
+        except (LoginError, IMAPClientError, imaplib.IMAP4.error):
+            token = source.token(refresh=True)  # a cached token the server no longer takes: one fresh try
+            try:
+                cls._authenticate(client, settings, token.value)
+            except (LoginError, IMAPClientError, imaplib.IMAP4.error) as exc:
+                kind = settings.oauth.kind
+                raise AuthenticationFailed(
+                    f"{where}: {explain_imap_rejection(kind, settings.username, settings.oauth.client_id)}. Not retried"
+                ) from exc
+        return token.expires_at
+
+    @staticmethod
+    def _authenticate(client: IMAPClient, settings: ConnectionSettings, token: str) -> None:
+        """OAUTHBEARER (RFC 7628) where offered, else XOAUTH2 (Gmail, Microsoft)."""
+        if b"AUTH=OAUTHBEARER" in client.capabilities():
+            client.oauthbearer_login(settings.username, token)
+        else:
+            client.oauth2_login(settings.username, token)
 
     @staticmethod
     def _refused_message(settings: ConnectionSettings) -> str:
@@ -303,9 +346,29 @@ class Mailbox:
             found = self._client.search(criteria or ["ALL"])
         return sorted(found)
 
+    def renew_if_expiring(self, margin: dt.timedelta = TOKEN_RENEW_MARGIN) -> None:
+        """Sign in anew before an OAuth2 token runs out: providers end sessions whose token
+        expired (Exchange Online does), so a long first sync renews between fetches."""
+        if self._token_expires_at is None or dt.datetime.now(dt.UTC) + margin < self._token_expires_at:
+            return
+        folder = self.folder
+        old = self._client
+        self._client, self._token_expires_at = self._connect(self.settings)
+        self.renewals += 1
+        self._quietly_close(old)
+        log.info("%s: OAuth2 token about to expire: signed in again with a fresh one", self.settings.describe)
+        if folder is not None:
+            state = self.examine(folder.name)
+            if state.uidvalidity != folder.uidvalidity:
+                raise MailboxUnreachable(
+                    f"{self.settings.describe}, folder '{folder.name}': UIDVALIDITY changed from {folder.uidvalidity} to "
+                    f"{state.uidvalidity} during the poll; will retry"
+                )
+
     def metadata(self, uids: Sequence[int]) -> list[MessageMeta]:
         if not uids:
             return []
+        self.renew_if_expiring()
         with self._errors(f"fetching sizes of {len(uids)} messages"):
             data = self._client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE"])
         return [
@@ -317,6 +380,7 @@ class Mailbox:
         """Whole messages by BODY.PEEK[] (never sets \\Seen)."""
         if not uids:
             return []
+        self.renew_if_expiring()
         with self._errors(f"fetching {len(uids)} messages (UIDs {min(uids)}-{max(uids)})"):
             data = self._client.fetch(list(uids), ["BODY.PEEK[]", "INTERNALDATE"])
         return [

@@ -14,18 +14,23 @@ class Preset:
     encryption: str
     login_hint: str
     loopback_only: bool = False
+    auth: str = "password"
 
 
 PRESETS: dict[str, Preset] = {
     "gmail": Preset(
         "gmail", "Gmail / Google Workspace", "imap.gmail.com", 993, "tls",
         "Gmail refuses your normal password when 2-Step Verification is on: create an app "
-        "password (Google Account > Security > App passwords) and make sure IMAP is enabled.",
+        "password (Google Account > Security > App passwords) and make sure IMAP is enabled; where "
+        "the Workspace admin has turned app passwords off, use auth google_service_account "
+        "(a service account with domain-wide delegation) or oauth2_refresh_token.",
     ),
     "office365": Preset(
         "office365", "Microsoft 365 / Outlook.com", "outlook.office365.com", 993, "tls",
-        "Microsoft 365 refuses normal passwords under MFA: use an app password, and ask your "
-        "admin whether IMAP and basic authentication are enabled for this mailbox.",
+        "Microsoft 365 no longer accepts passwords or app passwords for IMAP (basic authentication "
+        "was retired): use auth microsoft_app with an Entra app that has IMAP.AccessAsApp "
+        "(docs/connections.md walks through it), or oauth2_refresh_token for a delegated grant.",
+        auth="microsoft_app",
     ),
     "proton_bridge": Preset(
         "proton_bridge", "Proton Mail Bridge", "127.0.0.1", 1143, "starttls",
@@ -35,7 +40,8 @@ PRESETS: dict[str, Preset] = {
     ),
     "generic": Preset(
         "generic", "Any IMAP server", "", 993, "tls",
-        "Check the user name (usually the full email address) and password with your mail admin.",
+        "Check the user name (usually the full email address) and password with your mail admin; "
+        "accounts with two-factor sign-in usually need an app password (or OAuth2: auth oauth2_refresh_token).",
     ),
 }
 

@@ -22,6 +22,10 @@ from imap_intake.imap.presets import (
 )
 
 ENCRYPTIONS = ("tls", "starttls", "none")
+AUTH_KINDS = ("password", "microsoft_app", "google_service_account", "oauth2_refresh_token")
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
+GOOGLE_SCOPE = "https://mail.google.com/"
 _FINGERPRINT = re.compile(r"^(?:sha256[:/])?([0-9a-fA-F]{2}(?::?[0-9a-fA-F]{2}){31})$")
 
 
@@ -60,6 +64,22 @@ def normalise_fingerprint(value: str, *, conn_id: str) -> str:
 
 
 @dataclass(frozen=True)
+class OAuthSettings:
+    """How to get an access token. ``secret`` is the client secret (microsoft_app), the service
+    account's JSON key (google_service_account) or the refresh token (oauth2_refresh_token)."""
+
+    kind: str
+    secret: str = field(repr=False)
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
+    tenant_id: str | None = None
+    token_url: str | None = None
+    scope: str | None = None
+    authority_host: str = MICROSOFT_AUTHORITY
+    certificate_thumbprint: str | None = None
+
+
+@dataclass(frozen=True)
 class ConnectionSettings:
     conn_id: str
     host: str
@@ -76,6 +96,11 @@ class ConnectionSettings:
     default_supplier: str | None = None
     timeout: float = 30.0
     allow_insecure_plaintext: bool = False
+    oauth: OAuthSettings | None = None
+
+    @property
+    def auth(self) -> str:
+        return self.oauth.kind if self.oauth else "password"
 
     @property
     def preset(self) -> Preset:
@@ -89,7 +114,8 @@ class ConnectionSettings:
 
     @property
     def describe(self) -> str:
-        return f"connection '{self.conn_id}' ({self.username} at {self.host}:{self.port}, {self.encryption})"
+        how = "" if self.oauth is None else f", {self.oauth.kind}"
+        return f"connection '{self.conn_id}' ({self.username} at {self.host}:{self.port}, {self.encryption}{how})"
 
     def port_mode_hint(self) -> str | None:
         """A static warning when the port and the TLS mode do not match the usual pairing."""
@@ -141,10 +167,12 @@ def settings_from_fields(
         raise ConfigError(
             f"connection '{conn_id}': login is empty; set it to the mailbox user (usually the full address)"
         )
+    auth = str(extra.get("auth") or chosen.auth).lower()
+    if auth not in AUTH_KINDS:
+        raise ConfigError(f"connection '{conn_id}': auth {auth!r} is unknown; use one of {', '.join(AUTH_KINDS)}")
     if not password:
-        raise ConfigError(
-            f"connection '{conn_id}': password is empty; {chosen.login_hint}"
-        )
+        raise ConfigError(f"connection '{conn_id}': {SECRET_LABELS[auth]} is empty (the Password field); {chosen.login_hint}")
+    oauth = None if auth == "password" else oauth_from_fields(conn_id, auth, password, extra)
     allow_plain = _bool(
         extra.get("allow_insecure_plaintext"), conn_id=conn_id, name="allow_insecure_plaintext", default=False
     )
@@ -179,4 +207,59 @@ def settings_from_fields(
         default_supplier=extra.get("default_supplier") or None,
         timeout=timeout,
         allow_insecure_plaintext=allow_plain,
+        oauth=oauth,
+    )
+
+
+SECRET_LABELS = {
+    "password": "the password",
+    "microsoft_app": "the client secret (or the certificate's private key)",
+    "google_service_account": "the service account's JSON key",
+    "oauth2_refresh_token": "the refresh token",
+}
+
+
+def _required(conn_id: str, extra: Mapping[str, Any], name: str, where: str) -> str:
+    value = str(extra.get(name) or "").strip()
+    if not value:
+        raise ConfigError(f"connection '{conn_id}': {name} is empty; {where}")
+    return value
+
+
+def oauth_from_fields(conn_id: str, kind: str, secret: str, extra: Mapping[str, Any]) -> OAuthSettings:
+    """OAuth2 settings from the connection's extras; every missing value is named with where to find it."""
+    if kind == "microsoft_app":
+        return OAuthSettings(
+            kind=kind, secret=secret,
+            tenant_id=_required(conn_id, extra, "tenant_id", "copy the Directory (tenant) ID from the app's Overview page in the Entra admin center"),
+            client_id=_required(conn_id, extra, "client_id", "copy the Application (client) ID from the app's Overview page in the Entra admin center"),
+            scope=str(extra.get("scope") or MICROSOFT_SCOPE),
+            authority_host=str(extra.get("authority_host") or MICROSOFT_AUTHORITY).rstrip("/"),
+            certificate_thumbprint=str(extra.get("certificate_thumbprint") or "").replace(":", "") or None,
+        )
+    if kind == "google_service_account":
+        import json
+
+        try:
+            key = json.loads(secret)
+        except ValueError as exc:
+            raise ConfigError(
+                f"connection '{conn_id}': the Password field must hold the service account's whole JSON key "
+                "(Google Cloud console > IAM > Service accounts > Keys > Add key > JSON), pasted as it is"
+            ) from exc
+        if not isinstance(key, dict) or key.get("type") != "service_account" or not key.get("private_key"):
+            raise ConfigError(
+                f"connection '{conn_id}': the JSON in the Password field is not a service account key "
+                "(it needs \"type\": \"service_account\" and a private_key); download a JSON key for the service account"
+            )
+        return OAuthSettings(kind=kind, secret=secret, client_id=str(key.get("client_id") or ""), scope=str(extra.get("scope") or GOOGLE_SCOPE),
+                             token_url=str(extra.get("token_url") or "") or None)
+    client_secret = extra.get("client_secret") or None
+    return OAuthSettings(
+        kind=kind, secret=secret,
+        token_url=_required(conn_id, extra, "token_url", "the provider's token endpoint, e.g. https://oauth2.googleapis.com/token "
+                            "or https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token"),
+        client_id=_required(conn_id, extra, "client_id", "the OAuth client the refresh token was issued to"),
+        client_secret=str(client_secret) if client_secret else None,
+        scope=str(extra.get("scope") or "") or None,
     )

@@ -1,0 +1,1 @@
+"""OAuth2 access tokens for IMAP sign-in: Microsoft Entra apps, Google service accounts, refresh tokens."""
