@@ -84,8 +84,10 @@ def test_a_service_account_key_is_checked_and_never_echoed() -> None:
 def test_a_refresh_token_grant_needs_its_endpoint_and_client() -> None:
     with pytest.raises(ConfigError, match="token_url is empty"):
         build(host="imap.example", password="rt", extra={"auth": "oauth2_refresh_token", "client_id": "c"})
-    s = build(host="imap.example", password="rt", extra={"auth": "oauth2_refresh_token", "client_id": "c", "token_url": "https://idp/token", "client_secret": "cs"})
-    assert s.oauth is not None and s.oauth.client_secret == "cs" and "cs" not in repr(s) and "rt" not in repr(s.oauth)
+    s = build(host="imap.example", password="REFRESH-TOKEN-7",
+              extra={"auth": "oauth2_refresh_token", "client_id": "c", "token_url": "https://idp/token", "client_secret": "CLIENT-SECRET-9"})
+    assert s.oauth is not None and s.oauth.client_secret == "CLIENT-SECRET-9"
+    assert "CLIENT-SECRET-9" not in repr(s) and "REFRESH-TOKEN-7" not in repr(s)
 
 
 def test_unknown_auth_kind_is_named() -> None:
