@@ -48,7 +48,7 @@ listen = 127.0.0.1
 ssl = {ssl}
 {ssl_files}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechanisms}
 mail_location = maildir:~/Maildir
 first_valid_uid = 0
 first_valid_gid = 0
@@ -59,9 +59,9 @@ default_internal_user = {internal_user}
 mail_max_userip_connections = 200
 passdb {{
   driver = static
-  args = password={password}
+  args = password={password}{static_mechanisms}
 }}
-userdb {{
+{oauth_passdb}userdb {{
   driver = static
   args = home={home}/%u
 }}
@@ -86,6 +86,13 @@ service auth {{
 service auth-worker {{
   user = {auth_user}
 }}
+service anvil {{
+  # A throwaway server that the tests fail logins against on purpose, all from 127.0.0.1: no growing
+  # brute-force penalty (the first failure is still delayed 2 s, as everywhere).
+  unix_listener anvil-auth-penalty {{
+    mode = 0
+  }}
+}}
 service stats {{
   unix_listener stats-reader {{
     user = {internal_user}
@@ -105,11 +112,15 @@ class DovecotServer:
     tls: bool = True
     password: str = field(default_factory=lambda: secrets.token_urlsafe(18))
     tls_files: TlsFiles | None = None
+    #: An OAuth2 token server's RFC 7662 endpoint: XOAUTH2 and OAUTHBEARER logins are checked there.
+    oauth_introspection_url: str | None = None
 
     @classmethod
-    def create(cls, *, tls: bool = True, password: str | None = None) -> DovecotServer:
+    def create(cls, *, tls: bool = True, password: str | None = None, tls_files: TlsFiles | None = None,
+               oauth_introspection_url: str | None = None) -> DovecotServer:
         root = Path(tempfile.mkdtemp(prefix="imap-intake-dovecot-"))
-        return cls(root=root, tls=tls, password=password or secrets.token_urlsafe(18))
+        return cls(root=root, tls=tls, password=password or secrets.token_urlsafe(18), tls_files=tls_files,
+                   oauth_introspection_url=oauth_introspection_url)
 
     def destroy(self) -> None:
         self.stop()
@@ -145,8 +156,21 @@ class DovecotServer:
                 f"ssl_cert = <{self.tls_files.server_cert}\nssl_key = <{self.tls_files.server_key}\n"
                 "ssl_min_protocol = TLSv1.2"
             )
+        oauth_mechanisms = static_mechanisms = oauth_passdb = ""
+        if self.oauth_introspection_url:
+            assert self.tls_files is not None, "the token server's certificate comes from the same CA"
+            oauth_conf = self.root / "dovecot-oauth2.conf.ext"
+            oauth_conf.write_text(
+                f"introspection_mode = post\nintrospection_url = {self.oauth_introspection_url}\n"
+                f"username_attribute = username\nactive_attribute = active\nactive_value = true\n"
+                f"force_introspection = yes\ntls_ca_cert_file = {self.tls_files.ca_cert}\n"
+            )
+            oauth_mechanisms = " xoauth2 oauthbearer"
+            static_mechanisms = "\n  mechanisms = plain login"
+            oauth_passdb = f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n  args = {oauth_conf}\n}}\n"
         self.config_path.write_text(
             CONFIG.format(
+                oauth_mechanisms=oauth_mechanisms, static_mechanisms=static_mechanisms, oauth_passdb=oauth_passdb,
                 run=self.root / "run", state=self.root / "state", log=self.root / "dovecot.log",
                 tag=self.root.name, ssl="yes" if self.tls else "no", ssl_files=ssl_files,
                 uid=me.pw_uid, gid=me.pw_gid, login_user=login_user, internal_user=internal_user,

@@ -30,7 +30,9 @@ os.environ.update({
 })
 
 from devstack.dovecot import DovecotServer, append_messages  # noqa: E402
+from devstack.oauth_server import OAuthServer  # noqa: E402
 from devstack.postgres import PostgresServer  # noqa: E402
+from devstack.tls import TlsFiles, make_tls  # noqa: E402
 from imap_intake.config import Workspace  # noqa: E402
 from imap_intake.imap.settings import ConnectionSettings  # noqa: E402
 
@@ -54,8 +56,30 @@ def postgres() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    server = DovecotServer.create()
+def oauth_tls() -> Iterator[TlsFiles]:
+    """One throwaway CA for Dovecot and the token server: the connections' ca_cert trusts both."""
+    import shutil
+
+    root = Path(tempfile.mkdtemp(prefix="imap-intake-tls-"))
+    root.chmod(0o755)  # Dovecot's auth process reads the CA to verify the token server
+    yield make_tls(root)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def oauth_server(oauth_tls: TlsFiles) -> Iterator[OAuthServer]:
+    """A local OAuth2 authorization server (Entra-, Google- and refresh-token-style) over TLS."""
+    server = OAuthServer(Path(tempfile.mkdtemp(prefix="imap-intake-oauth-")), oauth_tls)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(oauth_tls: TlsFiles, oauth_server: OAuthServer) -> Iterator[DovecotServer]:
+    """Dovecot with two login paths: the static password, and XOAUTH2/OAUTHBEARER tokens checked
+    against the token server (Dovecot's oauth2 passdb, RFC 7662 introspection)."""
+    server = DovecotServer.create(tls_files=oauth_tls, oauth_introspection_url=oauth_server.introspection_url)
     server.start()
     yield server
     server.destroy()

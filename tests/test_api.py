@@ -36,4 +36,18 @@ def test_form_fields_are_declared(client) -> None:  # type: ignore[no-untyped-de
     assert {"provider", "encryption", "validate_certificate", "ca_cert", "cert_fingerprint", "folder", "address",
             "default_supplier", "timeout"} <= set(ours["extra_fields"])
     assert ours["extra_fields"]["encryption"]["value"] == "tls"
-    assert ours["standard_fields"]["password"]["title"] == "Password (app password)"
+    assert ours["standard_fields"]["password"]["title"].startswith("Password / app password / client secret")
+    assert {"auth", "tenant_id", "client_id", "client_secret", "token_url", "scope"} <= set(ours["extra_fields"])
+
+
+def test_test_connection_explains_oauth_refusals_without_echoing_secrets(client, dovecot, oauth_server, mail_user) -> None:  # type: ignore[no-untyped-def]
+    oauth_server.add_microsoft_app(tenant="ui-tenant", client_id="ui-client", secret="Right-Secret-For-UI-1", mailbox=mail_user)
+    extra = {"provider": "office365", "tenant_id": "ui-tenant", "client_id": "ui-client", "authority_host": oauth_server.base_url,
+             "ca_cert": dovecot.tls_files.ca_pem}
+    body = {"connection_id": "probe", "conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
+            "login": mail_user, "password": "Wrong-Secret-Not-Shown-3", "extra": json.dumps(extra)}
+    refused = client.post("/api/v2/connections/test", json=body).json()
+    assert refused["status"] is False and "AADSTS7000215" in refused["message"] and "Wrong-Secret-Not-Shown-3" not in json.dumps(refused)
+    body["password"] = "Right-Secret-For-UI-1"
+    ok = client.post("/api/v2/connections/test", json=body).json()
+    assert ok["status"] is True and "opened read-only" in ok["message"] and "microsoft_app token via OAUTHBEARER" in ok["message"]

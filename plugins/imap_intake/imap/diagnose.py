@@ -21,17 +21,19 @@ def diagnose(settings: ConnectionSettings) -> Diagnosis:
         with Mailbox.open(settings) as mailbox:
             state = mailbox.examine()
             caps = set(mailbox.capabilities)
+            mechanism = mailbox.signed_in.mechanism
     except ImapIntakeError as exc:
         message = str(exc)
         if hint and hint not in message:
             message += f" (note: {hint})"
         return Diagnosis(False, message)
+    how = "" if settings.oauth is None else f" with a {settings.oauth.kind} token via {mechanism}"
     offers = ", ".join(
         f"{name} {'offered' if name in caps else 'not offered'}" for name in ("IDLE", "CONDSTORE")
     )
     return Diagnosis(
         True,
-        f"Connected to {settings.host}:{settings.port} ({settings.encryption}) as {settings.username}; "
+        f"Connected to {settings.host}:{settings.port} ({settings.encryption}) as {settings.username}{how}; "
         f"folder '{state.name}' opened read-only: {state.exists} messages, UIDVALIDITY {state.uidvalidity}, "
         f"UIDNEXT {state.uidnext}; {offers}.",
     )

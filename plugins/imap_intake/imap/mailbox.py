@@ -50,6 +50,14 @@ class FolderState:
 
 
 @dataclass(frozen=True)
+class SignIn:
+    """How a session logged in: LOGIN, OAUTHBEARER or XOAUTH2, and when its token expires."""
+
+    mechanism: str
+    token_expires_at: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class FetchedMessage:
     uid: int
     internal_date: dt.datetime
@@ -86,11 +94,11 @@ def _utc(value: dt.datetime) -> dt.datetime:
 class Mailbox:
     """One logged-in IMAP session. Use ``Mailbox.open(settings)`` as a context manager."""
 
-    def __init__(self, client: IMAPClient, settings: ConnectionSettings, token_expires_at: dt.datetime | None = None) -> None:
+    def __init__(self, client: IMAPClient, settings: ConnectionSettings, signed_in: SignIn | None = None) -> None:
         self._client = client
         self.settings = settings
         self.folder: FolderState | None = None
-        self._token_expires_at = token_expires_at
+        self.signed_in = signed_in or SignIn("LOGIN", None)
         self.renewals = 0  # sessions opened again because the OAuth2 token was about to expire
 
     # -- connecting ---------------------------------------------------------------------------------
@@ -106,12 +114,12 @@ class Mailbox:
 
     @classmethod
     def _opened(cls, settings: ConnectionSettings) -> Mailbox:
-        client, expires_at = cls._connect(settings)
-        return cls(client, settings, expires_at)
+        client, signed_in = cls._connect(settings)
+        return cls(client, settings, signed_in)
 
     @classmethod
-    def _connect(cls, settings: ConnectionSettings) -> tuple[IMAPClient, dt.datetime | None]:
-        """A logged-in client, and when its OAuth2 token expires (None for a password)."""
+    def _connect(cls, settings: ConnectionSettings) -> tuple[IMAPClient, SignIn]:
+        """A logged-in client, and how it signed in."""
         where = settings.describe
         context = _ssl_context(settings)
         timeout = SocketTimeout(connect=settings.timeout, read=settings.timeout)
@@ -156,14 +164,14 @@ class Mailbox:
                     raise TlsError(cls._certificate_message(settings, exc)) from exc
             if settings.cert_fingerprint:
                 cls._check_pin(client, settings)
-            expires_at = cls._login(client, settings)
+            signed_in = cls._login(client, settings)
         except BaseException:
             cls._quietly_close(client)
             raise
-        return client, expires_at
+        return client, signed_in
 
     @classmethod
-    def _login(cls, client: IMAPClient, settings: ConnectionSettings) -> dt.datetime | None:
+    def _login(cls, client: IMAPClient, settings: ConnectionSettings) -> SignIn:
         where = settings.describe
         if settings.oauth is None:
             try:
@@ -173,29 +181,37 @@ class Mailbox:
                     f"{where}: the server rejected the login for '{settings.username}'. "
                     f"{settings.preset.login_hint} Not retried: repeated bad logins lock accounts"
                 ) from exc
-            return None
+            return SignIn("LOGIN", None)
         source = token_source(settings)
+        issued = source.issued
         token = source.token()
+        rejected = (LoginError, IMAPClientError, imaplib.IMAP4.error)
         try:
-            cls._authenticate(client, settings, token.value)
-        except (LoginError, IMAPClientError, imaplib.IMAP4.error):
+            mechanism = cls._authenticate(client, settings, token.value)
+        except rejected as exc:
+            if source.issued != issued:  # a token just issued: asking again would not change the answer
+                raise cls._token_rejected(settings) from exc
             token = source.token(refresh=True)  # a cached token the server no longer takes: one fresh try
             try:
-                cls._authenticate(client, settings, token.value)
-            except (LoginError, IMAPClientError, imaplib.IMAP4.error) as exc:
-                kind = settings.oauth.kind
-                raise AuthenticationFailed(
-                    f"{where}: {explain_imap_rejection(kind, settings.username, settings.oauth.client_id)}. Not retried"
-                ) from exc
-        return token.expires_at
+                mechanism = cls._authenticate(client, settings, token.value)
+            except rejected as again:
+                raise cls._token_rejected(settings) from again
+        return SignIn(mechanism, token.expires_at)
 
     @staticmethod
-    def _authenticate(client: IMAPClient, settings: ConnectionSettings, token: str) -> None:
-        """OAUTHBEARER (RFC 7628) where offered, else XOAUTH2 (Gmail, Microsoft)."""
+    def _token_rejected(settings: ConnectionSettings) -> AuthenticationFailed:
+        assert settings.oauth is not None
+        text = explain_imap_rejection(settings.oauth.kind, settings.username, settings.oauth.client_id)
+        return AuthenticationFailed(f"{settings.describe}: {text}. Not retried")
+
+    @staticmethod
+    def _authenticate(client: IMAPClient, settings: ConnectionSettings, token: str) -> str:
+        """OAUTHBEARER (RFC 7628) where offered, else XOAUTH2 (Gmail, Microsoft); returns which."""
         if b"AUTH=OAUTHBEARER" in client.capabilities():
             client.oauthbearer_login(settings.username, token)
-        else:
-            client.oauth2_login(settings.username, token)
+            return "OAUTHBEARER"
+        client.oauth2_login(settings.username, token)
+        return "XOAUTH2"
 
     @staticmethod
     def _refused_message(settings: ConnectionSettings) -> str:
@@ -349,11 +365,12 @@ class Mailbox:
     def renew_if_expiring(self, margin: dt.timedelta = TOKEN_RENEW_MARGIN) -> None:
         """Sign in anew before an OAuth2 token runs out: providers end sessions whose token
         expired (Exchange Online does), so a long first sync renews between fetches."""
-        if self._token_expires_at is None or dt.datetime.now(dt.UTC) + margin < self._token_expires_at:
+        expires_at = self.signed_in.token_expires_at
+        if expires_at is None or dt.datetime.now(dt.UTC) + margin < expires_at:
             return
         folder = self.folder
         old = self._client
-        self._client, self._token_expires_at = self._connect(self.settings)
+        self._client, self.signed_in = self._connect(self.settings)
         self.renewals += 1
         self._quietly_close(old)
         log.info("%s: OAuth2 token about to expire: signed in again with a fresh one", self.settings.describe)
