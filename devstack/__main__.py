@@ -48,14 +48,18 @@ def demo() -> None:
 
     stack = Stack.up()
     print(f"demo: Postgres on 127.0.0.1:{stack.postgres.port}, Dovecot on 127.0.0.1:{stack.dovecot.tls_port} "
-          "(implicit TLS, certificate from a throwaway CA the client validates)")
+          "(implicit TLS, certificate from a throwaway CA the client validates), OAuth2 token server on "
+          f"127.0.0.1:{stack.oauth.port}")
     seeded = LOCAL / ".seeded"
     if not seeded.exists() or seeded.read_text() != str(stack.dovecot.root):
         append_messages(stack.dovecot, DEMO_USER, demo_mailbox(DEMO_USER))
         seeded.write_text(str(stack.dovecot.root))
     env = prepare_airflow(stack)
-    print("demo: Test connection (imap-intake check imap_demo):")
+    print("demo: Test connection (imap-intake check imap_demo), a password connection:")
     _run([str(VENV_BIN / "imap-intake"), "check", "imap_demo"], env)
+    print("demo: the same mailbox through OAuth2 as Microsoft 365 does it (imap-intake check imap_demo_oauth):")
+    print("      an Entra-style app (client credentials, msal) against the stack's token server, XOAUTH2/OAUTHBEARER to Dovecot")
+    _run([str(VENV_BIN / "imap-intake"), "check", "imap_demo_oauth"], env)
     print("demo: running the workspace DAG once: airflow dags test imap_intake__demo")
     started = time.monotonic()
     result = subprocess.run([str(VENV_BIN / "airflow"), "dags", "test", "imap_intake__demo"], env=env, text=True,
@@ -123,7 +127,7 @@ def down() -> None:
         return
     stack.down()
     (LOCAL / ".seeded").unlink(missing_ok=True)
-    print("down: stopped Airflow, Dovecot and Postgres")
+    print("down: stopped Airflow, Dovecot, the token server and Postgres")
 
 
 def main(argv: list[str]) -> None:

@@ -39,10 +39,12 @@ from devstack.tls import TlsFiles
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(admin_token: str, base_url: str) -> Any:
+def create_app(admin_token: str, base_url: str, seed: dict[str, Any] | None = None) -> Any:
     app = FastAPI()
     state: dict[str, Any] = {"apps": {}, "service_accounts": {}, "refresh_tokens": {}, "tokens": {}, "issued": 0,
                              "introspected": 0, "lifetime": 3600}
+    for body in (seed or {}).get("apps", []):  # registrations that survive a restart (the demo's app)
+        state["apps"][body["client_id"]] = {"lifetime": 3600, "consented": True, **body}
 
     def aad_error(status: int, error: str, code: int, text: str) -> JSONResponse:
         return JSONResponse({"error": error, "error_description": f"AADSTS{code}: {text}", "error_codes": [code]}, status_code=status)
@@ -186,18 +188,25 @@ class OAuthServer:
     def pid_path(self) -> Path:
         return self.root / "oauth-server.pid"
 
-    def start(self) -> None:
+    def start(self, *, apps: list[dict[str, Any]] | None = None) -> None:
+        """Start the server; ``apps`` (as for :meth:`add_microsoft_app`) are registered from the start."""
         self.port = self.port or free_port()
         self.root.mkdir(parents=True, exist_ok=True)
         config = self.root / "oauth-server.json"
         config.write_text(json.dumps({"port": self.port, "admin_token": self.admin_token, "cert": str(self.tls.server_cert),
-                                      "key": str(self.tls.server_key)}))
+                                      "key": str(self.tls.server_key), "seed": {"apps": apps or []}}))
         config.chmod(0o600)
         log = (self.root / "oauth-server.log").open("ab")
         self.process = subprocess.Popen([sys.executable, "-m", "devstack.oauth_server", str(config)], cwd=ROOT, stdout=log,
                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid_path.write_text(str(self.process.pid))
         wait_for_port(self.port)
+
+    def pid(self) -> int | None:
+        try:
+            return int(self.pid_path.read_text())
+        except (OSError, ValueError):
+            return None
 
     def stop(self) -> None:
         import os
@@ -275,7 +284,7 @@ def main(config_path: str) -> None:
     import uvicorn
 
     config = json.loads(Path(config_path).read_text())
-    app = create_app(config["admin_token"], f"https://127.0.0.1:{config['port']}")
+    app = create_app(config["admin_token"], f"https://127.0.0.1:{config['port']}", config.get("seed"))
     uvicorn.run(app, host="127.0.0.1", port=config["port"], ssl_certfile=config["cert"], ssl_keyfile=config["key"],
                 log_level="warning", access_log=False)
 

@@ -13,17 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from devstack.dovecot import DovecotServer
+from devstack.oauth_server import OAuthServer
 from devstack.postgres import PostgresServer
 from devstack.process import pid_alive
-from devstack.tls import TlsFiles
+from devstack.tls import TlsFiles, make_tls
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = ROOT / ".local"
 STATE = LOCAL / "stack.json"
 DEMO_USER = "orders@example.test"
+DEMO_TENANT = "demo-tenant"
+DEMO_CLIENT_ID = "00000000-demo-app0-imap-000000000001"
 
 
-def airflow_env(*, home: Path, dsn_parts: dict[str, Any], imap: dict[str, Any], keys: str, storage: Path) -> dict[str, str]:
+def airflow_env(*, home: Path, dsn_parts: dict[str, Any], imap: dict[str, Any], imap_oauth: dict[str, Any], keys: str,
+                storage: Path) -> dict[str, str]:
     """The environment Airflow and the CLI need for this stack (connections as JSON, not URIs)."""
     return {
         "AIRFLOW_HOME": str(home),
@@ -40,6 +44,7 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], imap: dict[str, Any], 
         "IMAP_INTAKE_KEYS": keys,
         "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", **dsn_parts}),
         "AIRFLOW_CONN_IMAP_DEMO": json.dumps({"conn_type": "imap_intake", **imap}),
+        "AIRFLOW_CONN_IMAP_DEMO_OAUTH": json.dumps({"conn_type": "imap_intake", **imap_oauth}),
         "PYTHONPATH": str(ROOT),
     }
 
@@ -48,6 +53,7 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], imap: dict[str, Any], 
 class Stack:
     postgres: PostgresServer
     dovecot: DovecotServer
+    oauth: OAuthServer
     env: dict[str, str]
     airflow_pgid: int | None = None
 
@@ -56,7 +62,8 @@ class Stack:
         state = {
             "postgres": {"data_dir": str(self.postgres.data_dir), "port": self.postgres.port},
             "dovecot": {"root": str(self.dovecot.root), "port": self.dovecot.port, "tls_port": self.dovecot.tls_port,
-                        "password": self.dovecot.password},
+                        "password": self.dovecot.password, "tls": str(self.dovecot.tls_files.ca_cert.parent) if self.dovecot.tls_files else None},
+            "oauth": {"root": str(self.oauth.root), "port": self.oauth.port, "admin_token": self.oauth.admin_token},
             "env": self.env,
             "airflow_pgid": self.airflow_pgid,
         }
@@ -72,15 +79,20 @@ class Stack:
         state = json.loads(STATE.read_text())
         dovecot_state = state["dovecot"]
         root = Path(dovecot_state["root"])
+        tls_dir = Path(dovecot_state.get("tls") or root / "tls")
+        tls = TlsFiles(tls_dir / "ca.pem", tls_dir / "server.pem", tls_dir / "server.key")
         dovecot = DovecotServer(root=root, port=dovecot_state["port"], tls_port=dovecot_state["tls_port"],
                                 password=dovecot_state.get("password") or next(iter(dovecot_state.get("users", {}).values()), ""),
-                                tls_files=TlsFiles(root / "tls" / "ca.pem", root / "tls" / "server.pem", root / "tls" / "server.key"))
+                                tls_files=tls)
         postgres = PostgresServer(data_dir=Path(state["postgres"]["data_dir"]), port=state["postgres"]["port"])
-        return cls(postgres=postgres, dovecot=dovecot, env=state["env"], airflow_pgid=state.get("airflow_pgid"))
+        oauth_state = state.get("oauth") or {"root": str(LOCAL / "oauth-missing"), "port": 0, "admin_token": ""}
+        oauth = OAuthServer(Path(oauth_state["root"]), tls, port=oauth_state["port"], admin_token=oauth_state["admin_token"])
+        return cls(postgres=postgres, dovecot=dovecot, oauth=oauth, env=state["env"], airflow_pgid=state.get("airflow_pgid"))
 
     def running(self) -> bool:
-        pid = self.dovecot.pid()
-        return bool(pid and pid_alive(pid)) and (self.postgres.data_dir / "postmaster.pid").exists()
+        pid, oauth_pid = self.dovecot.pid(), self.oauth.pid()
+        return (bool(pid and pid_alive(pid)) and bool(oauth_pid and pid_alive(oauth_pid))
+                and (self.postgres.data_dir / "postmaster.pid").exists())
 
     @classmethod
     def up(cls) -> Stack:
@@ -93,13 +105,22 @@ class Stack:
         postgres = PostgresServer.create()
         postgres.start()
         password = secrets.token_urlsafe(18)
-        dovecot = DovecotServer.create(password=password)
+        tls_dir = LOCAL / "tls"
+        tls = make_tls(tls_dir)
+        for path in (LOCAL, tls_dir):
+            path.chmod(0o755)  # Dovecot's auth process reads the CA to verify the token server
+        # An Entra-style token server and an app whose service principal may read the demo mailbox.
+        client_secret = secrets.token_urlsafe(24)
+        oauth = OAuthServer(LOCAL / "oauth", tls)
+        oauth.start(apps=[{"tenant": DEMO_TENANT, "client_id": DEMO_CLIENT_ID, "secret": client_secret, "mailbox": DEMO_USER}])
+        dovecot = DovecotServer.create(password=password, tls_files=tls, oauth_introspection_url=oauth.introspection_url)
         dovecot.start()
         assert dovecot.tls_files is not None
         from imap_intake.crypto import KeyRing, generate_key
 
         keys = f"demo1:{generate_key()}"
-        envelope = KeyRing.from_env({"IMAP_INTAKE_KEYS": keys}).encrypt(password, conn_id="imap_demo")
+        ring = KeyRing.from_env({"IMAP_INTAKE_KEYS": keys})
+        envelope = ring.encrypt(password, conn_id="imap_demo")
         storage = LOCAL / "storage"
         storage.mkdir(exist_ok=True)
         env = airflow_env(
@@ -109,9 +130,14 @@ class Stack:
             imap={"host": "127.0.0.1", "port": dovecot.tls_port, "login": DEMO_USER, "password": envelope,
                   "extra": {"provider": "generic", "encryption": "tls", "ca_cert": dovecot.tls_files.ca_pem,
                             "folder": "INBOX", "address": DEMO_USER, "default_supplier": "Unassigned supplier"}},
+            imap_oauth={"host": "127.0.0.1", "port": dovecot.tls_port, "login": DEMO_USER,
+                        "password": ring.encrypt(client_secret, conn_id="imap_demo_oauth"),
+                        "extra": {"provider": "office365", "auth": "microsoft_app", "tenant_id": DEMO_TENANT,
+                                  "client_id": DEMO_CLIENT_ID, "authority_host": oauth.base_url, "encryption": "tls",
+                                  "ca_cert": dovecot.tls_files.ca_pem, "folder": "INBOX", "address": DEMO_USER}},
             keys=keys, storage=storage,
         )
-        stack = cls(postgres=postgres, dovecot=dovecot, env=env)
+        stack = cls(postgres=postgres, dovecot=dovecot, oauth=oauth, env=env)
         stack.save()
         return stack
 
@@ -131,6 +157,7 @@ class Stack:
     def down(self) -> None:
         self.stop_airflow()
         self.dovecot.destroy()
+        self.oauth.stop()
         self.postgres.destroy()
         if STATE.exists():
             STATE.unlink()

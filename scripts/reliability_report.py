@@ -21,6 +21,7 @@ SCENARIOS = {
     "hostile mail through a real poll": "truncated base64, broken boundaries, header injection, a 2 MB header, 3,000 parts, forwards 300 deep, a TNEF bomb, a zip-bomb xlsx, invalid charsets, 8-bit garbage, escaping file names, a headers-only message, NUL and control characters in every header and name, lone surrogates (UTF-7), 20,000 encoded words, 50 kB addresses and 5 kB names",
     "property-based fuzzing (hypothesis)": "random bytes, structured MIME with noise, file names, and any text (NUL, lone surrogates, controls) in every header and name as raw bytes, encoded words and RFC 2231 values, into the pure extraction module; every returned field must be storable",
     "password searched in Postgres and storage": "every row of every table in schema imap_intake, and every stored file",
+    "OAuth2 secrets and tokens searched in CLI output, verbose logs, ledger rows and storage": "check, poll and status through the CLI with -v for each OAuth2 kind against the devstack token server and Dovecot's oauth2 passdb; searched for client secrets, refresh tokens, service-account private keys and every access token the server issued",
     "SQL built from strings": "every .execute() in the package",
 }
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from imap_intake.auth import http
+from imap_intake.auth import sessions
 from imap_intake.auth.explain import explain_refusal
 from imap_intake.exceptions import TokenEndpointUnreachable, TokenRefused
 from imap_intake.imap.settings import MICROSOFT_AUTHORITY, ConnectionSettings, OAuthSettings
@@ -73,7 +73,7 @@ class TokenSource:
         raise NotImplementedError
 
     def _session(self) -> requests.Session:
-        return http.session(self.settings.ca_cert)
+        return sessions.session(self.settings.ca_cert)
 
     def _refused(self, error: str, description: str = "", codes: object = None) -> TokenRefused:
         return TokenRefused(f"{self.where}: {explain_refusal(self.oauth.kind, error, description, codes)}. Not retried")
