@@ -80,11 +80,14 @@ def test_encrypted_password_round_trip_through_check_poll_status_and_attachments
 
 def test_check_explains_a_wrong_password_without_printing_it(cli_env, dovecot, mail_user) -> None:  # type: ignore[no-untyped-def]
     wrong = "Wrong-Password-Do-Not-Print-42"
-    env = dict(cli_env, AIRFLOW_CONN_IMAP_CLI=imap_conn(dovecot, mail_user, wrong, provider="office365"))
+    env = dict(cli_env, AIRFLOW_CONN_IMAP_CLI=imap_conn(dovecot, mail_user, wrong, provider="office365", auth="password"))
     result = run(["check", "imap_cli"], env)
     assert result.returncode == 1
-    assert "FAILED: " in result.stdout and "rejected the login" in result.stdout and "app password" in result.stdout
-    assert wrong not in result.stdout + result.stderr
+    assert "FAILED: " in result.stdout and "rejected the login" in result.stdout
+    assert "no longer accepts passwords" in result.stdout and "microsoft_app" in result.stdout  # the way that works
+    generic = run(["check", "imap_cli"], dict(cli_env, AIRFLOW_CONN_IMAP_CLI=imap_conn(dovecot, mail_user, wrong)))
+    assert "two-factor sign-in usually need an app password" in generic.stdout
+    assert wrong not in result.stdout + result.stderr + generic.stdout + generic.stderr
 
 
 def test_wrong_key_names_the_key_id(cli_env, dovecot, mail_user) -> None:  # type: ignore[no-untyped-def]

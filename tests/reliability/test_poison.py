@@ -7,7 +7,7 @@ import pytest
 from devstack.samples import PO_CSV_EN, message, po_pdf
 from imap_intake.exceptions import StorageError
 from imap_intake.mime.extract import Attachment
-from imap_intake.service import poll as poll_module
+from imap_intake.service import reading as poll_module
 from imap_intake.service.poll import poll
 from imap_intake.store.storage import AttachmentStore
 from tests.conftest import make_settings, make_workspace

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from airflow.sdk import BaseOperator
+from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from imap_intake.exceptions import ImapIntakeError
@@ -27,19 +28,33 @@ def _no_retry_for_permanent(call: Callable[[], T]) -> T:
         raise AirflowFailException(f"{exc} (not retried)") from exc
 
 
+def is_backfill(dag_run: Any) -> bool:
+    """Whether a run was created by Airflow's backfill (UI, REST or ``airflow backfill create``).
+
+    Inside a task ``run_type`` is a ``DagRunType`` whose ``str()`` is ``"DagRunType.BACKFILL"``;
+    its value is ``"backfill"``. Compare the value, whatever form arrives.
+    """
+    run_type = getattr(dag_run, "run_type", None)
+    value = str(getattr(run_type, "value", run_type) or "")
+    return value.rsplit(".", 1)[-1].lower() in {"backfill", "backfill_job"}
+
+
 def backfill_window(context: Any, since: str | None, until: str | None) -> tuple[Any, Any]:
     """conf {"since", "until"} wins; a backfill run uses its data interval; a scheduled run has none."""
     if since or until:
         return since, until
-    dag_run = context.get("dag_run")
-    run_type = str(getattr(dag_run, "run_type", "") or "")
-    if run_type.endswith("backfill") or run_type.upper().endswith("BACKFILL_JOB"):
+    if is_backfill(context.get("dag_run")):
         return context.get("data_interval_start"), context.get("data_interval_end")
     return None, None
 
 
-class PollMailboxOperator(BaseOperator):
-    """Poll one workspace's mailbox folder and record every new message exactly once."""
+class PollMailboxOperator(BaseOperator, SkipMixin):
+    """Poll one workspace's mailbox folder and record every new message exactly once.
+
+    In an Airflow backfill run the poll rescans its data interval; the backfill's first run sweeps
+    from its interval to now, and later runs inside that sweep finish without an IMAP session and
+    skip the import tasks (nothing new can have been stored).
+    """
 
     template_fields: Sequence[str] = ("workspace", "since", "until")
     ui_color = "#e8f1fb"
@@ -56,12 +71,18 @@ class PollMailboxOperator(BaseOperator):
         from imap_intake.service.run import parse_window, run_poll
 
         since, until = backfill_window(context, self.since, self.until)
-        return _no_retry_for_permanent(
+        now = dt.datetime.now(dt.UTC)
+        sweep = not (self.since or self.until) and is_backfill(context.get("dag_run"))
+        result = _no_retry_for_permanent(
             lambda: run_poll(
-                self.workspace, now=dt.datetime.now(dt.UTC), window=parse_window(since, until),
+                self.workspace, now=now, window=parse_window(since, until), sweep_until=now if sweep else None,
                 workspaces_file=self.workspaces_file,
             ).as_dict()
         )
+        if result.get("covered_by_scan") is not None:
+            self.log.info("window covered by backfill scan %s: skipping the import tasks", result["covered_by_scan"])
+            self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
+        return result
 
 
 class ImportOrdersOperator(BaseOperator):

@@ -9,24 +9,27 @@ fingerprint) and ``backfill`` (a date window; the cursor is never moved).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 
 import psycopg
 
 from imap_intake.config import Workspace
-from imap_intake.imap.mailbox import FetchedMessage, Mailbox, MessageMeta
+from imap_intake.imap.mailbox import FolderState, Mailbox
 from imap_intake.imap.settings import ConnectionSettings
-from imap_intake.mime.extract import Attachment, ExtractedMessage, Limits, extract, fingerprint
-from imap_intake.routing import attribute, ownership
+from imap_intake.mime.extract import Attachment, Limits
+from imap_intake.service.reading import MailboxOpener, groups, record_for, too_large
+from imap_intake.service.reread import reread_messages
 from imap_intake.store.ledger import BatchResult, Cursor, Ledger, MessageRecord, is_transient
 
 log = logging.getLogger(__name__)
-BODY_BYTES_PER_FETCH = 32 * 1024 * 1024
+#: A backfill sweep's scan serves later backfill runs for this long (under unchanged rules).
+SCAN_FRESH_FOR = dt.timedelta(hours=6)
+#: Outcomes a backfill reads again when it meets them in its window (rules or limits may have changed).
+REEVALUATED = ("failed", "not_routed", "too_large")
 
-MailboxOpener = Callable[[ConnectionSettings], AbstractContextManager[Mailbox]]
 
 
 @dataclass(frozen=True)
@@ -53,77 +56,24 @@ class PollResult:
     attachments: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     cursor_uid: int | None = None
+    reread: int = 0
+    covered_by_scan: int | None = None
+    window: tuple[str, str] | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
+def rules_fingerprint(workspace: Workspace, settings: ConnectionSettings) -> str:
+    """What decides a message's outcome: a backfill scan made under other rules covers nothing."""
+    decisive = (workspace.supplier_rules, workspace.default_supplier or settings.default_supplier, workspace.recipients,
+                sorted(workspace.accepted_types), workspace.max_attachment_mb, workspace.max_message_mb, workspace.start_date)
+    return hashlib.sha256(repr(decisive).encode()).hexdigest()[:32]
+
+
 def _batches(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def classify(workspace: Workspace, settings: ConnectionSettings, extracted: ExtractedMessage) -> tuple[str, str, str | None, str | None]:
-    """(outcome, reason, supplier, rule) for one extracted message. Pure."""
-    not_ours = ownership(workspace, extracted.recipients)
-    if not_ours:
-        return "not_routed", not_ours, None, None
-    if not extracted.attachments:
-        if not extracted.skipped:
-            return "no_supported_attachment", "no attachments", None, None
-        reasons = "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped)
-        too_large = any(p.reason.startswith("too large") for p in extracted.skipped)
-        return ("too_large" if too_large else "no_supported_attachment"), reasons, None, None
-    supplier = attribute(workspace, extracted.sender, settings.default_supplier, forwarded_senders=extracted.forwarded_senders)
-    if not supplier.routed:
-        return "not_routed", supplier.reason, None, None
-    names = ", ".join(a.filename for a in extracted.attachments)
-    return "imported", f"{len(extracted.attachments)} attachment(s): {names}"[:2000], supplier.supplier, supplier.rule
-
-
-def record_for(workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, message: FetchedMessage, limits: Limits) -> MessageRecord:
-    try:
-        extracted = extract(message.raw, limits)
-    except Exception as exc:  # noqa: BLE001 - recorded as an outcome, never lost: see the reason column
-        log.warning("UID %s: extraction failed (%s: %s); recorded as failed, the folder moves on", message.uid, type(exc).__name__, exc)
-        return MessageRecord(
-            uidvalidity=uidvalidity, uid=message.uid, fingerprint=fingerprint(message.raw, None), message_id=None,
-            internal_date=message.internal_date, sender=None, subject="", size=len(message.raw), outcome="failed",
-            reason=f"extraction failed: {type(exc).__name__}: {exc}; after a fix, run 'imap-intake reread' for this workspace"[:2000],
-        )
-    outcome, reason, supplier, rule = classify(workspace, settings, extracted)
-    return MessageRecord(
-        uidvalidity=uidvalidity, uid=message.uid, fingerprint=fingerprint(message.raw, extracted.message_id),
-        message_id=extracted.message_id, internal_date=message.internal_date, sender=extracted.sender,
-        subject=extracted.subject, size=len(message.raw), outcome=outcome, reason=reason, supplier=supplier,
-        supplier_rule=rule, attachments=extracted.attachments if outcome == "imported" else (),
-        skipped=extracted.skipped,
-    )
-
-
-def _too_large(uidvalidity: int, meta: MessageMeta, limit: int) -> MessageRecord:
-    return MessageRecord(
-        uidvalidity=uidvalidity, uid=meta.uid, fingerprint=f"uid:{uidvalidity}:{meta.uid}", message_id=None,
-        internal_date=meta.internal_date, sender=None, subject="", size=meta.size, outcome="too_large",
-        reason=f"message is {meta.size} bytes, over max_message_mb ({limit} bytes); not downloaded",
-    )
-
-
-def _groups(metas: Sequence[MessageMeta], max_message_bytes: int) -> Iterator[Sequence[MessageMeta]]:
-    """Contiguous runs of messages (UID order) whose bodies add up to at most BODY_BYTES_PER_FETCH
-    (a larger message goes alone): each run is fetched and committed together, so memory follows
-    this bound, not the mailbox or the batch size."""
-    group: list[MessageMeta] = []
-    size = 0
-    for meta in metas:
-        weight = meta.size if meta.size <= max_message_bytes else 0  # too large: never downloaded
-        if group and size + weight > BODY_BYTES_PER_FETCH:
-            yield group
-            group, size = [], 0
-        group.append(meta)
-        size += weight
-    if group:
-        yield group
 
 
 def _record(
@@ -161,72 +111,44 @@ def poll(
     store: Callable[[Attachment], str],
     now: dt.datetime,
     window: Window | None = None,
+    sweep_until: dt.datetime | None = None,
     open_mailbox: MailboxOpener = Mailbox.open,
     probe_store: Callable[[], object] | None = None,
 ) -> PollResult:
+    """Poll the folder once. With ``window``: a backfill of [since, until) that never moves the cursor.
+
+    ``sweep_until`` (Airflow backfill runs): scan [window.since, sweep_until) at once and remember
+    it, so that the backfill's later runs, whose windows lie inside, finish without an IMAP session.
+    """
     folder = workspace.folder or settings.folder
     ledger = Ledger(connection, workspace=workspace.slug, account=settings.account, folder=folder)
-    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
+    result = PollResult(workspace=workspace.slug, folder=folder, mode="backfill" if window else "poll")
+    rules = rules_fingerprint(workspace, settings)
     with ledger.exclusive():
-        cursor = ledger.cursor()
         poll_id = ledger.start_poll("backfill" if window else "poll", now)
-        result = PollResult(workspace=workspace.slug, folder=folder, mode="backfill")
+        if window:
+            result.window = (window.since.isoformat(), window.until.isoformat())
+            ledger.window_of_poll(poll_id, window.since, window.until)
+            if sweep_until is not None:
+                result.covered_by_scan = ledger.covering_scan(window.since, window.until, rules=rules, fresh_after=now - SCAN_FRESH_FOR)
+                if result.covered_by_scan is not None:
+                    log.info("backfill window %s - %s lies inside backfill scan %s made under the same rules: nothing to read",
+                             window.since, window.until, result.covered_by_scan)
+                    ledger.finish_poll(poll_id, status="covered", fetched=0, imported=0, now=now)
+                    return result
         try:
             with open_mailbox(settings) as mailbox:
                 state = mailbox.examine(folder)
                 result.uidvalidity = state.uidvalidity
-                if window:
-                    uids = mailbox.uids_between(window.since.date(), (window.until + dt.timedelta(days=1)).date())
-                elif cursor is None or cursor.uidvalidity != state.uidvalidity:
-                    result.mode = "first" if cursor is None else "rescan"
-                    if cursor is not None:
-                        log.warning(
-                            "%s folder '%s': UIDVALIDITY changed from %s to %s (folder recreated or mailbox "
-                            "migrated): rescanning since %s; messages already imported are recognised as duplicates",
-                            settings.describe, folder, cursor.uidvalidity, state.uidvalidity, workspace.start_date,
-                        )
-                    uids = mailbox.uids_between(workspace.start_date, None)
+                scan = Window(window.since, max(window.until, sweep_until)) if window and sweep_until else window
+                cursor = ledger.cursor()
+                uids = _plan(mailbox, state, workspace, settings, scan, cursor, result)
+                _drain(mailbox, ledger, state, workspace, settings, uids, scan, result, store=store, poll_id=poll_id, probe_store=probe_store)
+                if scan is not None:
+                    _reevaluate(mailbox, ledger, state, workspace, settings, uids, result, store=store, now=now)
+                    if sweep_until is not None:
+                        ledger.record_scan(state.uidvalidity, scan.since, scan.until, rules=rules, poll_id=poll_id, now=now)
                 else:
-                    result.mode = "incremental"
-                    uids = [] if state.uidnext - 1 <= cursor.last_uid else mailbox.uids_above(cursor.last_uid)
-                known: set[int] = set()
-                for chunk in _batches(uids, 5000):
-                    known |= ledger.known_uids(state.uidvalidity, chunk)
-                todo = [uid for uid in uids if uid not in known]
-                result.candidates = len(todo)
-                log.info(
-                    "%s folder '%s' (%s, UIDVALIDITY %s, UIDNEXT %s): %d new message(s) to read, %d already in the ledger",
-                    settings.describe, folder, result.mode, state.uidvalidity, state.uidnext, len(todo), len(known),
-                )
-                total = (len(todo) + workspace.batch_size - 1) // workspace.batch_size
-                for number, batch in enumerate(_batches(todo, workspace.batch_size), start=1):
-                    metas = mailbox.metadata(batch)
-                    if window:
-                        metas = [m for m in metas if window.contains(m.internal_date)]
-                    for group in _groups(metas, workspace.max_message_bytes):
-                        records: list[MessageRecord] = []
-                        wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
-                        bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
-                        for meta in group:
-                            if meta.size > workspace.max_message_bytes:
-                                records.append(_too_large(state.uidvalidity, meta, workspace.max_message_bytes))
-                            elif meta.uid in bodies:  # absent: expunged since the search
-                                result.fetched += 1
-                                records.append(record_for(workspace, settings, state.uidvalidity, bodies.pop(meta.uid), limits))
-                        del bodies
-                        # The group is contiguous in UID order, so everything up to its last UID is recorded.
-                        advance = None if window else Cursor(state.uidvalidity, group[-1].uid)
-                        done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
-                        result.recorded += done.recorded
-                        result.duplicates += done.duplicates
-                        result.attachments += done.attachments
-                        for outcome, count in done.outcomes.items():
-                            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
-                        log.info(
-                            "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
-                            number, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
-                        )
-                if not window:
                     # Everything below UIDNEXT was either read or is older than start_date.
                     ledger.record_batch([], store=store, advance_to=Cursor(state.uidvalidity, max(state.uidnext - 1, 0)))
             final = ledger.cursor()
@@ -237,3 +159,79 @@ def poll(
             raise
         ledger.finish_poll(poll_id, status="ok", fetched=result.fetched, imported=result.attachments, now=now)
     return result
+
+
+def _plan(mailbox: Mailbox, state: FolderState, workspace: Workspace, settings: ConnectionSettings, scan: Window | None,
+          cursor: Cursor | None, result: PollResult) -> list[int]:
+    """The UIDs this poll considers: a date window's, everything since start_date, or those above the cursor."""
+    if scan:
+        return mailbox.uids_between(scan.since.date(), (scan.until + dt.timedelta(days=1)).date())
+    if cursor is None or cursor.uidvalidity != state.uidvalidity:
+        result.mode = "first" if cursor is None else "rescan"
+        if cursor is not None:
+            log.warning(
+                "%s folder '%s': UIDVALIDITY changed from %s to %s (folder recreated or mailbox "
+                "migrated): rescanning since %s; messages already imported are recognised as duplicates",
+                settings.describe, state.name, cursor.uidvalidity, state.uidvalidity, workspace.start_date,
+            )
+        return mailbox.uids_between(workspace.start_date, None)
+    result.mode = "incremental"
+    return [] if state.uidnext - 1 <= cursor.last_uid else mailbox.uids_above(cursor.last_uid)
+
+
+def _drain(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Workspace, settings: ConnectionSettings,
+           uids: list[int], scan: Window | None, result: PollResult, *, store: Callable[[Attachment], str], poll_id: int,
+           probe_store: Callable[[], object] | None) -> None:
+    """Fetch and record the UIDs not yet in the ledger, in byte-bounded groups, one transaction each."""
+    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
+    known: set[int] = set()
+    for chunk in _batches(uids, 5000):
+        known |= ledger.known_uids(state.uidvalidity, chunk)
+    todo = [uid for uid in uids if uid not in known]
+    result.candidates = len(todo)
+    log.info(
+        "%s folder '%s' (%s, UIDVALIDITY %s, UIDNEXT %s): %d new message(s) to read, %d already in the ledger",
+        settings.describe, state.name, result.mode, state.uidvalidity, state.uidnext, len(todo), len(known),
+    )
+    total = (len(todo) + workspace.batch_size - 1) // workspace.batch_size
+    for number, batch in enumerate(_batches(todo, workspace.batch_size), start=1):
+        metas = mailbox.metadata(batch)
+        if scan:
+            metas = [m for m in metas if scan.contains(m.internal_date)]
+        for group in groups(metas, workspace.max_message_bytes):
+            records: list[MessageRecord] = []
+            wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
+            bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
+            for meta in group:
+                if meta.size > workspace.max_message_bytes:
+                    records.append(too_large(state.uidvalidity, meta, workspace.max_message_bytes))
+                elif meta.uid in bodies:  # absent: expunged since the search
+                    result.fetched += 1
+                    records.append(record_for(workspace, settings, state.uidvalidity, bodies.pop(meta.uid), limits))
+            del bodies
+            # The group is contiguous in UID order, so everything up to its last UID is recorded.
+            advance = None if scan else Cursor(state.uidvalidity, group[-1].uid)
+            done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
+            result.recorded += done.recorded
+            result.duplicates += done.duplicates
+            result.attachments += done.attachments
+            for outcome, count in done.outcomes.items():
+                result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
+            log.info(
+                "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
+                number, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
+            )
+
+
+def _reevaluate(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Workspace, settings: ConnectionSettings,
+                uids: list[int], result: PollResult, *, store: Callable[[Attachment], str], now: dt.datetime) -> None:
+    """A backfill also reads again the messages of its window that today's rules or limits may decide
+    differently (failed, not_routed, too_large); attachments go through the same unique keys."""
+    targets = [t for chunk in _batches(uids, 5000) for t in ledger.rereadable(state.uidvalidity, chunk, REEVALUATED)]
+    if not targets:
+        return
+    done = BatchResult()
+    changes, _gone = reread_messages(mailbox, ledger, workspace, settings, state.uidvalidity, targets, store=store, now=now, done=done)
+    result.reread = len(changes)
+    result.attachments += done.attachments
+    log.info("backfill read %d earlier message(s) again under today's rules: %d attachment(s) stored", len(changes), done.attachments)

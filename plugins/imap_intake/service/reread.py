@@ -20,7 +20,7 @@ from imap_intake.config import Workspace
 from imap_intake.imap.mailbox import Mailbox
 from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.mime.extract import Attachment, Limits
-from imap_intake.service.poll import MailboxOpener, _groups, _too_large, record_for
+from imap_intake.service.reading import MailboxOpener, groups, record_for, too_large
 from imap_intake.store.ledger import BatchResult, Ledger
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,44 @@ class RereadResult:
         return asdict(self)
 
 
+def reread_messages(
+    mailbox: Mailbox,
+    ledger: Ledger,
+    workspace: Workspace,
+    settings: ConnectionSettings,
+    uidvalidity: int,
+    targets: Sequence[tuple[int, int, str]],
+    *,
+    store: Callable[[Attachment], str],
+    now: dt.datetime,
+    done: BatchResult,
+) -> tuple[list[dict[str, object]], list[int]]:
+    """Read ``targets`` ((id, uid, outcome) rows) again on an open, examined folder: (changes, gone UIDs)."""
+    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
+    by_uid = {uid: (message, was) for message, uid, was in targets}
+    metas = mailbox.metadata(sorted(by_uid))
+    gone = sorted(set(by_uid) - {m.uid for m in metas})
+    changes: list[dict[str, object]] = []
+    for group in groups(metas, workspace.max_message_bytes):
+        wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
+        bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
+        for meta in group:
+            if meta.size > workspace.max_message_bytes:
+                record = too_large(uidvalidity, meta, workspace.max_message_bytes)
+            elif meta.uid in bodies:
+                record = record_for(workspace, settings, uidvalidity, bodies.pop(meta.uid), limits)
+            else:
+                gone.append(meta.uid)
+                continue
+            message, was = by_uid[meta.uid]
+            before = done.attachments
+            outcome = ledger.rerecord(message, record, store=store, now=now, result=done)
+            changes.append({"uid": meta.uid, "was": was, "now": outcome, "reason": record.reason[:300],
+                            "attachments": done.attachments - before})
+            log.info("UID %s: %s -> %s (%s)", meta.uid, was, outcome, record.reason[:200])
+    return changes, gone
+
+
 def reread(
     workspace: Workspace,
     settings: ConnectionSettings,
@@ -55,7 +93,6 @@ def reread(
 ) -> RereadResult:
     folder = workspace.folder or settings.folder
     ledger = Ledger(connection, workspace=workspace.slug, account=settings.account, folder=folder)
-    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
     result = RereadResult(workspace=workspace.slug, folder=folder)
     with ledger.exclusive():
         poll_id = ledger.start_poll("reread", now)
@@ -66,34 +103,16 @@ def reread(
                 result.uidvalidity = state.uidvalidity
                 targets = ledger.reread_targets(state.uidvalidity, uids=uids, outcomes=outcomes)
                 log.info("%s folder '%s': %d message(s) to read again", settings.describe, folder, len(targets))
-                by_uid = {uid: (message, was) for message, uid, was in targets}
-                metas = mailbox.metadata(sorted(by_uid))
-                result.gone = sorted(set(by_uid) - {m.uid for m in metas})
-                for group in _groups(metas, workspace.max_message_bytes):
-                    wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
-                    bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
-                    for meta in group:
-                        if meta.size > workspace.max_message_bytes:
-                            record = _too_large(state.uidvalidity, meta, workspace.max_message_bytes)
-                        elif meta.uid in bodies:
-                            record = record_for(workspace, settings, state.uidvalidity, bodies.pop(meta.uid), limits)
-                        else:
-                            result.gone.append(meta.uid)
-                            continue
-                        message, was = by_uid[meta.uid]
-                        before = done.attachments
-                        now_outcome = ledger.rerecord(message, record, store=store, now=now, result=done)
-                        result.reread += 1
-                        result.changes.append({"uid": meta.uid, "was": was, "now": now_outcome, "reason": record.reason[:300],
-                                               "attachments": done.attachments - before})
-                        log.info("UID %s: %s -> %s (%s)", meta.uid, was, now_outcome, record.reason[:200])
+                result.changes, result.gone = reread_messages(
+                    mailbox, ledger, workspace, settings, state.uidvalidity, targets, store=store, now=now, done=done,
+                )
+            result.reread = len(result.changes)
             result.attachments = done.attachments
         except BaseException as exc:
             if not connection.closed and not connection.broken:
-                ledger.finish_poll(poll_id, status="failed", fetched=result.reread, imported=done.attachments, now=now, error=str(exc))
+                ledger.finish_poll(poll_id, status="failed", fetched=len(result.changes), imported=done.attachments, now=now, error=str(exc))
             raise
         ledger.finish_poll(poll_id, status="ok", fetched=result.reread, imported=done.attachments, now=now)
     if result.gone:
         log.warning("UID(s) %s are no longer in folder '%s' (expunged or moved): not re-read", result.gone, folder)
     return result
-

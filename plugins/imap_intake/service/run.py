@@ -30,13 +30,14 @@ def _ledger(conn_id: str) -> Iterator[psycopg.Connection]:
         raise db.LedgerUnavailable(f"ledger database '{conn_id}' went away: {exc}; will retry") from exc
 
 
-def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, workspaces_file: str | Path | None = None) -> PollResult:
+def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, sweep_until: dt.datetime | None = None,
+             workspaces_file: str | Path | None = None) -> PollResult:
     workspace = get_workspace(slug, workspaces_file)
     settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
     store = AttachmentStore(workspace.storage_base)
     with _ledger(workspace.postgres_conn_id) as connection:
         return poll(
-            workspace, settings, connection=connection, now=now, window=window,
+            workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until,
             store=lambda attachment: store.put(attachment.data, attachment.sha256), probe_store=store.probe,
         )
 
@@ -69,16 +70,22 @@ def parse_window(since: Any, until: Any) -> Window | None:
     if not since or not until:
         raise ConfigError("a backfill needs both 'since' and 'until' (ISO dates, e.g. 2026-01-01)")
 
-    def moment(value: Any) -> dt.datetime:
+    def moment(name: str, value: Any) -> dt.datetime:
         if isinstance(value, dt.datetime):
             parsed = value
         elif isinstance(value, dt.date):
             parsed = dt.datetime.combine(value, dt.time())
         else:
-            parsed = dt.datetime.fromisoformat(str(value))
+            try:
+                parsed = dt.datetime.fromisoformat(str(value).strip())
+            except ValueError as exc:
+                raise ConfigError(
+                    f"backfill '{name}' {str(value)!r} is not a date: use an ISO date or date-time, e.g. 2026-03-01 "
+                    "or 2026-03-01T08:00:00+00:00 (not retried)"
+                ) from exc
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
-    start, end = moment(since), moment(until)
+    start, end = moment("since", since), moment("until", until)
     if end <= start:
         raise ConfigError(f"backfill window is empty: until ({end.isoformat()}) must be after since ({start.isoformat()})")
     return Window(start, end)

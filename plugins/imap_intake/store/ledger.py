@@ -318,3 +318,33 @@ class Ledger:
         result.recorded += 1
         result.count(record.outcome)
         return record.outcome
+
+    def rereadable(self, uidvalidity: int, uids: Sequence[int], outcomes: Sequence[str]) -> list[tuple[int, int, str]]:
+        """(id, uid, outcome) of those ``uids`` already recorded with one of ``outcomes``."""
+        if not uids:
+            return []
+        rows = self.connection.execute(
+            "SELECT id, uid, outcome FROM imap_intake.message WHERE workspace=%s AND account=%s AND folder=%s "
+            "AND uidvalidity=%s AND uid = ANY(%s) AND outcome = ANY(%s) ORDER BY uid",
+            (self.workspace, self.account, self.folder, uidvalidity, list(uids), list(outcomes)),
+        ).fetchall()
+        return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+    def covering_scan(self, since: dt.datetime, until: dt.datetime, *, rules: str, fresh_after: dt.datetime) -> int | None:
+        """A backfill scan made after ``fresh_after`` under the same rules whose range holds [since, until)."""
+        row = self.connection.execute(
+            "SELECT id FROM imap_intake.backfill_scan WHERE workspace=%s AND account=%s AND folder=%s AND rules=%s "
+            "AND since <= %s AND until >= %s AND scanned_at >= %s ORDER BY id DESC LIMIT 1",
+            (self.workspace, self.account, self.folder, rules, since, until, fresh_after),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+    def record_scan(self, uidvalidity: int, since: dt.datetime, until: dt.datetime, *, rules: str, poll_id: int, now: dt.datetime) -> None:
+        self.connection.execute(
+            "INSERT INTO imap_intake.backfill_scan (workspace, account, folder, uidvalidity, since, until, rules, poll_id, scanned_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (self.workspace, self.account, self.folder, uidvalidity, since, until, rules, poll_id, now),
+        )
+
+    def window_of_poll(self, poll_id: int, since: dt.datetime, until: dt.datetime) -> None:
+        self.connection.execute("UPDATE imap_intake.poll SET since=%s, until=%s WHERE id=%s", (since, until, poll_id))

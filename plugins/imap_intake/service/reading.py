@@ -1,0 +1,83 @@
+"""Reading fetched messages into ledger records: extraction, classification, size limits. Pure
+apart from the records' shape; shared by the poll and the re-read."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+
+from imap_intake.config import Workspace
+from imap_intake.imap.mailbox import FetchedMessage, Mailbox, MessageMeta
+from imap_intake.imap.settings import ConnectionSettings
+from imap_intake.mime.extract import ExtractedMessage, Limits, extract, fingerprint
+from imap_intake.routing import attribute, ownership
+from imap_intake.store.ledger import MessageRecord
+
+log = logging.getLogger(__name__)
+BODY_BYTES_PER_FETCH = 32 * 1024 * 1024
+
+MailboxOpener = Callable[[ConnectionSettings], AbstractContextManager[Mailbox]]
+
+
+def classify(workspace: Workspace, settings: ConnectionSettings, extracted: ExtractedMessage) -> tuple[str, str, str | None, str | None]:
+    """(outcome, reason, supplier, rule) for one extracted message. Pure."""
+    not_ours = ownership(workspace, extracted.recipients)
+    if not_ours:
+        return "not_routed", not_ours, None, None
+    if not extracted.attachments:
+        if not extracted.skipped:
+            return "no_supported_attachment", "no attachments", None, None
+        reasons = "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped)
+        too_large = any(p.reason.startswith("too large") for p in extracted.skipped)
+        return ("too_large" if too_large else "no_supported_attachment"), reasons, None, None
+    supplier = attribute(workspace, extracted.sender, settings.default_supplier, forwarded_senders=extracted.forwarded_senders)
+    if not supplier.routed:
+        return "not_routed", supplier.reason, None, None
+    names = ", ".join(a.filename for a in extracted.attachments)
+    return "imported", f"{len(extracted.attachments)} attachment(s): {names}"[:2000], supplier.supplier, supplier.rule
+
+
+def record_for(workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, message: FetchedMessage, limits: Limits) -> MessageRecord:
+    try:
+        extracted = extract(message.raw, limits)
+    except Exception as exc:  # noqa: BLE001 - recorded as an outcome, never lost: see the reason column
+        log.warning("UID %s: extraction failed (%s: %s); recorded as failed, the folder moves on", message.uid, type(exc).__name__, exc)
+        return MessageRecord(
+            uidvalidity=uidvalidity, uid=message.uid, fingerprint=fingerprint(message.raw, None), message_id=None,
+            internal_date=message.internal_date, sender=None, subject="", size=len(message.raw), outcome="failed",
+            reason=f"extraction failed: {type(exc).__name__}: {exc}; after a fix, run 'imap-intake reread' for this workspace"[:2000],
+        )
+    outcome, reason, supplier, rule = classify(workspace, settings, extracted)
+    return MessageRecord(
+        uidvalidity=uidvalidity, uid=message.uid, fingerprint=fingerprint(message.raw, extracted.message_id),
+        message_id=extracted.message_id, internal_date=message.internal_date, sender=extracted.sender,
+        subject=extracted.subject, size=len(message.raw), outcome=outcome, reason=reason, supplier=supplier,
+        supplier_rule=rule, attachments=extracted.attachments if outcome == "imported" else (),
+        skipped=extracted.skipped,
+    )
+
+
+def too_large(uidvalidity: int, meta: MessageMeta, limit: int) -> MessageRecord:
+    return MessageRecord(
+        uidvalidity=uidvalidity, uid=meta.uid, fingerprint=f"uid:{uidvalidity}:{meta.uid}", message_id=None,
+        internal_date=meta.internal_date, sender=None, subject="", size=meta.size, outcome="too_large",
+        reason=f"message is {meta.size} bytes, over max_message_mb ({limit} bytes); not downloaded",
+    )
+
+
+def groups(metas: Sequence[MessageMeta], max_message_bytes: int) -> Iterator[Sequence[MessageMeta]]:
+    """Contiguous runs of messages (UID order) whose bodies add up to at most BODY_BYTES_PER_FETCH
+    (a larger message goes alone): each run is fetched and committed together, so memory follows
+    this bound, not the mailbox or the batch size."""
+    group: list[MessageMeta] = []
+    size = 0
+    for meta in metas:
+        weight = meta.size if meta.size <= max_message_bytes else 0  # too large: never downloaded
+        if group and size + weight > BODY_BYTES_PER_FETCH:
+            yield group
+            group, size = [], 0
+        group.append(meta)
+        size += weight
+    if group:
+        yield group
