@@ -71,6 +71,16 @@ class PostgresServer:
             check=False, capture_output=True,
         )
 
+    def create_database(self, name: str) -> str:
+        """A database of its own beside the ledger's (Airflow's metadata); returns its SQLAlchemy URL."""
+        import psycopg
+
+        with psycopg.connect(self.dsn.rsplit("/", 1)[0] + "/postgres", autocommit=True) as connection:
+            exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            if not exists:
+                connection.execute(f'CREATE DATABASE "{name}"')  # noqa: S608 - a name we chose
+        return f"postgresql+psycopg2://{self.user}:{self.password}@127.0.0.1:{self.port}/{name}"
+
     def stop(self, *, mode: str = "fast") -> None:
         if (self.data_dir / "postmaster.pid").exists():
             run_as_service_user(

@@ -126,12 +126,13 @@ def poll(
     rules = rules_fingerprint(workspace, settings)
     with ledger.exclusive():
         poll_id = ledger.start_poll("backfill" if window else "poll", now)
+        scan = window
         if window:
             result.window = (window.since.isoformat(), window.until.isoformat())
             ledger.window_of_poll(poll_id, window.since, window.until)
             if sweep_until is not None:
-                result.covered_by_scan = ledger.covering_scan(window.since, window.until, rules=rules, fresh_after=now - SCAN_FRESH_FOR)
-                if result.covered_by_scan is not None:
+                scan, result.covered_by_scan = _sweep(ledger, window, sweep_until, rules=rules, now=now)
+                if scan is None:
                     log.info("backfill window %s - %s lies inside backfill scan %s made under the same rules: nothing to read",
                              window.since, window.until, result.covered_by_scan)
                     ledger.finish_poll(poll_id, status="covered", fetched=0, imported=0, now=now)
@@ -140,14 +141,15 @@ def poll(
             with open_mailbox(settings) as mailbox:
                 state = mailbox.examine(folder)
                 result.uidvalidity = state.uidvalidity
-                scan = Window(window.since, max(window.until, sweep_until)) if window and sweep_until else window
                 cursor = ledger.cursor()
                 uids = _plan(mailbox, state, workspace, settings, scan, cursor, result)
                 _drain(mailbox, ledger, state, workspace, settings, uids, scan, result, store=store, poll_id=poll_id, probe_store=probe_store)
                 if scan is not None:
                     _reevaluate(mailbox, ledger, state, workspace, settings, uids, result, store=store, now=now)
                     if sweep_until is not None:
-                        ledger.record_scan(state.uidvalidity, scan.since, scan.until, rules=rules, poll_id=poll_id, now=now)
+                        reach = ledger.fresh_scan_reaching(scan.until, rules=rules, fresh_after=now - SCAN_FRESH_FOR)
+                        until = reach[2] if reach and reach[1] <= scan.until else scan.until
+                        ledger.record_scan(state.uidvalidity, scan.since, max(until, scan.until), rules=rules, poll_id=poll_id, now=now)
                 else:
                     # Everything below UIDNEXT was either read or is older than start_date.
                     ledger.record_batch([], store=store, advance_to=Cursor(state.uidvalidity, max(state.uidnext - 1, 0)))
@@ -159,6 +161,20 @@ def poll(
             raise
         ledger.finish_poll(poll_id, status="ok", fetched=result.fetched, imported=result.attachments, now=now)
     return result
+
+
+def _sweep(ledger: Ledger, window: Window, sweep_until: dt.datetime, *, rules: str, now: dt.datetime) -> tuple[Window | None, int | None]:
+    """What an Airflow backfill run must read: nothing when a fresh scan of the same rules holds its
+    window, the gap before such a scan when it holds only the window's end, else its window up to
+    now. The backfill's runs start several at a time, in any order: each reads at most what no
+    other has, so a month of runs costs a few IMAP sessions, not thousands."""
+    reach = ledger.fresh_scan_reaching(window.until, rules=rules, fresh_after=now - SCAN_FRESH_FOR)
+    if reach is None:
+        return Window(window.since, max(window.until, sweep_until)), None
+    scan_id, scan_since, _scan_until = reach
+    if scan_since <= window.since:
+        return None, scan_id
+    return Window(window.since, scan_since), None
 
 
 def _plan(mailbox: Mailbox, state: FolderState, workspace: Workspace, settings: ConnectionSettings, scan: Window | None,

@@ -330,14 +330,15 @@ class Ledger:
         ).fetchall()
         return [(int(r[0]), int(r[1]), str(r[2])) for r in rows]
 
-    def covering_scan(self, since: dt.datetime, until: dt.datetime, *, rules: str, fresh_after: dt.datetime) -> int | None:
-        """A backfill scan made after ``fresh_after`` under the same rules whose range holds [since, until)."""
+    def fresh_scan_reaching(self, until: dt.datetime, *, rules: str, fresh_after: dt.datetime) -> tuple[int, dt.datetime, dt.datetime] | None:
+        """(id, since, until) of the fresh backfill scan under the same rules that holds ``until`` and
+        reaches back furthest: a window inside it needs nothing, one that starts earlier only the gap."""
         row = self.connection.execute(
-            "SELECT id FROM imap_intake.backfill_scan WHERE workspace=%s AND account=%s AND folder=%s AND rules=%s "
-            "AND since <= %s AND until >= %s AND scanned_at >= %s ORDER BY id DESC LIMIT 1",
-            (self.workspace, self.account, self.folder, rules, since, until, fresh_after),
+            "SELECT id, since, until FROM imap_intake.backfill_scan WHERE workspace=%s AND account=%s AND folder=%s "
+            "AND rules=%s AND since <= %s AND until >= %s AND scanned_at >= %s ORDER BY since, id DESC LIMIT 1",
+            (self.workspace, self.account, self.folder, rules, until, until, fresh_after),
         ).fetchone()
-        return int(row[0]) if row else None
+        return (int(row[0]), row[1], row[2]) if row else None
 
     def record_scan(self, uidvalidity: int, since: dt.datetime, until: dt.datetime, *, rules: str, poll_id: int, now: dt.datetime) -> None:
         self.connection.execute(
