@@ -33,10 +33,12 @@ def full_env(stack: Stack) -> dict[str, str]:
 def prepare_airflow(stack: Stack) -> dict[str, str]:
     env = full_env(stack)
     marker = Path(stack.env["AIRFLOW_HOME"]) / ".migrated"
-    if not marker.exists():
-        print("demo: preparing Airflow's metadata database (once)...")
+    database = stack.env.get("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "")
+    if not marker.exists() or marker.read_text() != database:
+        print("demo: preparing Airflow's metadata database in the stack's Postgres (once)...")
+        Path(stack.env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
         _run([str(VENV_BIN / "airflow"), "db", "migrate"], env, quiet=True)
-        marker.touch()
+        marker.write_text(database)
     _run([str(VENV_BIN / "airflow"), "pools", "set", "imap_intake__imap_demo", "4",
           "IMAP sessions to the demo mail host"], env, quiet=True)
     return env

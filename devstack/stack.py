@@ -26,8 +26,8 @@ DEMO_TENANT = "demo-tenant"
 DEMO_CLIENT_ID = "00000000-demo-app0-imap-000000000001"
 
 
-def airflow_env(*, home: Path, dsn_parts: dict[str, Any], imap: dict[str, Any], imap_oauth: dict[str, Any], keys: str,
-                storage: Path) -> dict[str, str]:
+def airflow_env(*, home: Path, dsn_parts: dict[str, Any], metadata_url: str, imap: dict[str, Any], imap_oauth: dict[str, Any],
+                keys: str, storage: Path) -> dict[str, str]:
     """The environment Airflow and the CLI need for this stack (connections as JSON, not URIs)."""
     return {
         "AIRFLOW_HOME": str(home),
@@ -43,6 +43,10 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], imap: dict[str, Any], 
         "IMAP_INTAKE_STORAGE_BASE": f"file://{storage}",
         "IMAP_INTAKE_KEYS": keys,
         "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", **dsn_parts}),
+        # Airflow's own metadata in its own database of the stack's Postgres (not SQLite: a scheduler
+        # and a backfill command at once lock SQLite), as production does.
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW_CONN_IMAP_DEMO": json.dumps({"conn_type": "imap_intake", **imap}),
         "AIRFLOW_CONN_IMAP_DEMO_OAUTH": json.dumps({"conn_type": "imap_intake", **imap_oauth}),
         "PYTHONPATH": str(ROOT),
@@ -127,6 +131,7 @@ class Stack:
             home=LOCAL / "airflow",
             dsn_parts={"host": "127.0.0.1", "port": postgres.port, "login": postgres.user,
                        "password": postgres.password, "schema": postgres.database},
+            metadata_url=postgres.create_database("airflow"),
             imap={"host": "127.0.0.1", "port": dovecot.tls_port, "login": DEMO_USER, "password": envelope,
                   "extra": {"provider": "generic", "encryption": "tls", "ca_cert": dovecot.tls_files.ca_pem,
                             "folder": "INBOX", "address": DEMO_USER, "default_supplier": "Unassigned supplier"}},

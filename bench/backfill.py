@@ -1,0 +1,124 @@
+"""How long `airflow backfill create` takes for a month of the demo workspace's */15 schedule.
+
+A real Airflow (api-server, scheduler with LocalExecutor, dag-processor; metadata in Postgres),
+a Dovecot folder with mail spread over the month, and the command a user types:
+
+    airflow backfill create --dag-id imap_intake__<slug> --from-date 2026-03-01 --to-date 2026-03-31
+
+Prints one JSON object: runs, seconds, IMAP sessions (backfill polls that read the folder),
+covered runs, attachments stored. ``python -m bench.backfill --days 31`` (what make bench runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import random
+import secrets
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from devstack.airflow_cluster import AirflowCluster
+from devstack.dovecot import DovecotServer, append_messages
+from devstack.postgres import PostgresServer
+from devstack.samples import PO_CSV_EN, message
+from imap_intake.store import db
+
+
+def month_of_mail(user: str, start: dt.datetime, days: int, count: int) -> list[tuple[bytes, dt.datetime]]:
+    rng = random.Random(7)
+    mail = []
+    for n in range(count):
+        when = start + dt.timedelta(seconds=rng.randrange(days * 86400))
+        raw = message(sender="buyer@acme.example", to=user, subject=f"PO {n}", date=when,
+                      attachments=[(f"po-{n}.csv", "text/csv", PO_CSV_EN + str(n).encode())]).as_bytes()
+        mail.append((raw, when))
+    return mail
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--days", type=int, default=31)
+    parser.add_argument("--messages", type=int, default=300)
+    parser.add_argument("--max-active-runs", type=int, default=10)
+    parser.add_argument("--import-tasks", type=int, default=2)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="imap-intake-bench-backfill-"))
+    postgres = PostgresServer.create()
+    dovecot = DovecotServer.create()
+    cluster: AirflowCluster | None = None
+    try:
+        postgres.start()
+        dovecot.start()
+        assert dovecot.tls_files is not None
+        user = f"backfill{secrets.token_hex(3)}@example.test"
+        start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+        append_messages(dovecot, user, month_of_mail(user, start, args.days, args.messages))
+        slug = "bench_backfill"
+        workspaces = root / "workspaces.yaml"
+        workspaces.write_text(
+            "workspaces:\n"
+            f"  - {{slug: {slug}, imap_conn_id: imap_bench, schedule: '*/15 * * * *', start_date: 2026-01-01, "
+            f"storage_base: 'file://{root}/store', default_supplier: Someone, pool: default_pool, import_tasks: {args.import_tasks}}}\n"
+        )
+        env = {
+            "IMAP_INTAKE_WORKSPACES_FILE": str(workspaces),
+            "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port,
+                                                       "login": postgres.user, "password": postgres.password,
+                                                       "schema": postgres.database}),
+            "AIRFLOW_CONN_IMAP_BENCH": json.dumps({"conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
+                                                   "login": user, "password": dovecot.password,
+                                                   "extra": {"ca_cert": dovecot.tls_files.ca_pem}}),
+        }
+        cluster = AirflowCluster.create(root / "airflow", postgres.create_database("airflow"), extra_env=env)
+        cluster.migrate()
+        cluster.start()
+        dag_id = f"imap_intake__{slug}"
+        cluster.wait_for_dag(dag_id)
+        last = start + dt.timedelta(days=args.days)  # "re-check March": 03-01 to 04-01, both ends included
+        began = time.monotonic()
+        cluster.airflow("dags", "unpause", dag_id)
+        cluster.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", start.date().isoformat(),
+                        "--to-date", last.date().isoformat(), "--max-active-runs", str(args.max_active_runs))
+        metadata_dsn = postgres.dsn.rsplit("/", 1)[0] + "/airflow"
+        with db.connect_dsn(metadata_dsn) as airflow_db:
+            expected = int(airflow_db.execute("SELECT count(*) FROM backfill_dag_run").fetchone()[0])  # type: ignore[index]
+        with db.connect_dsn(postgres.dsn) as connection:
+            while True:
+                rows = dict(connection.execute(
+                    "SELECT status, count(*) FROM imap_intake.poll WHERE workspace=%s AND mode='backfill' GROUP BY 1", (slug,)
+                ).fetchall()) if _has_ledger(connection) else {}
+                done = sum(n for status, n in rows.items() if status != "running")
+                if done >= expected:
+                    break
+                if time.monotonic() - began > 4 * 3600:
+                    raise TimeoutError(f"backfill not done after 4 h: {rows}")
+                time.sleep(2)
+            seconds = time.monotonic() - began
+            # Wait for the last runs' skipped tasks and states to settle before counting stored files.
+            attachments = connection.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace=%s", (slug,)).fetchone()
+        print(json.dumps({
+            "days": args.days, "messages": args.messages, "runs": expected, "seconds": round(seconds, 1),
+            "runs_per_minute": round(expected / seconds * 60, 1) if expected else None,
+            "imap_sessions": rows.get("ok", 0), "covered_runs": rows.get("covered", 0), "failed": rows.get("failed", 0),
+            "attachments_stored": attachments[0] if attachments else 0, "max_active_runs": args.max_active_runs,
+            "command": f"airflow backfill create --dag-id {dag_id} --from-date {start.date()} --to-date {last.date()}",
+        }))
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        dovecot.destroy()
+        postgres.destroy()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _has_ledger(connection: object) -> bool:
+    row = connection.execute("SELECT to_regclass('imap_intake.poll')").fetchone()  # type: ignore[attr-defined]
+    return bool(row and row[0])
+
+
+if __name__ == "__main__":
+    main()
