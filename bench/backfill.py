@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=300)
     parser.add_argument("--max-active-runs", type=int, default=10)
     parser.add_argument("--import-tasks", type=int, default=2)
+    parser.add_argument("--write", action="store_true", help="keep the figures in bench/results/backfill.json for docs/benchmarks.md")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="imap-intake-bench-backfill-"))
     postgres = PostgresServer.create()
@@ -100,13 +101,18 @@ def main() -> None:
             seconds = time.monotonic() - began
             # Wait for the last runs' skipped tasks and states to settle before counting stored files.
             attachments = connection.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace=%s", (slug,)).fetchone()
-        print(json.dumps({
+        figures = {
             "days": args.days, "messages": args.messages, "runs": expected, "seconds": round(seconds, 1),
             "runs_per_minute": round(expected / seconds * 60, 1) if expected else None,
             "imap_sessions": rows.get("ok", 0), "covered_runs": rows.get("covered", 0), "failed": rows.get("failed", 0),
             "attachments_stored": attachments[0] if attachments else 0, "max_active_runs": args.max_active_runs,
             "command": f"airflow backfill create --dag-id {dag_id} --from-date {start.date()} --to-date {last.date()}",
-        }))
+            "run_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        }
+        print(json.dumps(figures))
+        if args.write:
+            out = Path(__file__).resolve().parent / "results" / "backfill.json"
+            out.write_text(json.dumps(figures, indent=2) + "\n")
     finally:
         if cluster is not None:
             cluster.stop()

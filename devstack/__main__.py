@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -41,6 +42,10 @@ def prepare_airflow(stack: Stack) -> dict[str, str]:
         marker.write_text(database)
     _run([str(VENV_BIN / "airflow"), "pools", "set", "imap_intake__imap_demo", "4",
           "IMAP sessions to the demo mail host"], env, quiet=True)
+    for conn_id, conn in json.loads(stack.env.get("IMAP_INTAKE_DEMO_CONNECTIONS", "{}")).items():
+        # In the metadata database, as a user would make them in Admin > Connections (visible, editable).
+        subprocess.run([str(VENV_BIN / "airflow"), "connections", "delete", conn_id], env=env, capture_output=True, cwd=ROOT)
+        _run([str(VENV_BIN / "airflow"), "connections", "add", conn_id, "--conn-json", json.dumps(conn)], env, quiet=True)
     return env
 
 
@@ -103,7 +108,7 @@ def summary(stack: Stack, env: dict[str, str]) -> None:
     print("\nNext:")
     print("  make airflow   # the Airflow UI on this stack: http://127.0.0.1:8080 (password in .local/airflow/simple_auth_manager_passwords.json.generated)")
     print("  make demo      # run again: nothing is imported twice")
-    print("  make down      # stop Postgres, Dovecot and Airflow; nothing of ours keeps running")
+    print("  make down      # stop Postgres, Dovecot, the token server and Airflow; nothing of ours keeps running")
     print("  source .local/env.sh && imap-intake status demo")
 
 

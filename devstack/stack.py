@@ -47,8 +47,10 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], metadata_url: str, ima
         # and a backfill command at once lock SQLite), as production does.
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW_CONN_IMAP_DEMO": json.dumps({"conn_type": "imap_intake", **imap}),
-        "AIRFLOW_CONN_IMAP_DEMO_OAUTH": json.dumps({"conn_type": "imap_intake", **imap_oauth}),
+        # The mailbox connections live in Airflow's metadata database (Admin > Connections shows and
+        # edits them; devstack.__main__ writes them there): these two name them for prepare_airflow.
+        "IMAP_INTAKE_DEMO_CONNECTIONS": json.dumps({"imap_demo": {"conn_type": "imap_intake", **imap},
+                                                    "imap_demo_oauth": {"conn_type": "imap_intake", **imap_oauth}}),
         "PYTHONPATH": str(ROOT),
     }
 
@@ -124,7 +126,7 @@ class Stack:
 
         keys = f"demo1:{generate_key()}"
         ring = KeyRing.from_env({"IMAP_INTAKE_KEYS": keys})
-        envelope = ring.encrypt(password, conn_id="imap_demo")
+        envelope = ring.encrypt(password, mailbox=f"{DEMO_USER}@127.0.0.1")
         storage = LOCAL / "storage"
         storage.mkdir(exist_ok=True)
         env = airflow_env(
@@ -136,7 +138,7 @@ class Stack:
                   "extra": {"provider": "generic", "encryption": "tls", "ca_cert": dovecot.tls_files.ca_pem,
                             "folder": "INBOX", "address": DEMO_USER, "default_supplier": "Unassigned supplier"}},
             imap_oauth={"host": "127.0.0.1", "port": dovecot.tls_port, "login": DEMO_USER,
-                        "password": ring.encrypt(client_secret, conn_id="imap_demo_oauth"),
+                        "password": ring.encrypt(client_secret, mailbox=f"{DEMO_USER}@127.0.0.1"),
                         "extra": {"provider": "office365", "auth": "microsoft_app", "tenant_id": DEMO_TENANT,
                                   "client_id": DEMO_CLIENT_ID, "authority_host": oauth.base_url, "encryption": "tls",
                                   "ca_cert": dovecot.tls_files.ca_pem, "folder": "INBOX", "address": DEMO_USER}},

@@ -51,3 +51,23 @@ def test_test_connection_explains_oauth_refusals_without_echoing_secrets(client,
     body["password"] = "Right-Secret-For-UI-1"
     ok = client.post("/api/v2/connections/test", json=body).json()
     assert ok["status"] is True and "opened read-only" in ok["message"] and "microsoft_app token via OAUTHBEARER" in ok["message"]
+
+
+def test_an_envelope_opens_under_the_uis_test_and_no_temporary_id_is_named(client, dovecot, mail_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from imap_intake.crypto import KeyRing, generate_key
+
+    keys = f"k1:{generate_key()}"
+    monkeypatch.setenv("IMAP_INTAKE_KEYS", keys)
+    envelope = KeyRing.from_env({"IMAP_INTAKE_KEYS": keys}).encrypt(dovecot.password, mailbox=f"{mail_user}@127.0.0.1")
+    body = {"connection_id": "orders_box", "conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
+            "login": mail_user, "password": envelope, "extra": json.dumps({"ca_cert": dovecot.tls_files.ca_pem})}
+    ok = client.post("/api/v2/connections/test", json=body).json()
+    assert ok["status"] is True, ok["message"]
+    body["extra"] = json.dumps({"ca_cert": dovecot.tls_files.ca_pem, "folder": "NoSuchFolder"})
+    failed = client.post("/api/v2/connections/test", json=body).json()
+    assert failed["status"] is False and failed["message"].startswith("this connection (") and "NoSuchFolder" in failed["message"]
+    other = KeyRing.from_env({"IMAP_INTAKE_KEYS": keys}).encrypt(dovecot.password, mailbox="someone@else.example")
+    body["password"] = other
+    refused = client.post("/api/v2/connections/test", json=body).json()
+    assert refused["status"] is False and f"--mailbox {mail_user}@127.0.0.1" in refused["message"]
+    assert dovecot.password not in json.dumps([ok, failed, refused])

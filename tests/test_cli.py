@@ -118,3 +118,47 @@ def test_provider_is_listed_by_airflow() -> None:
     result = subprocess.run([airflow, "providers", "list", "-o", "json"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "imap-intake" in {p["package_name"] for p in json.loads(result.stdout[result.stdout.index("["):])}
+
+
+def test_check_sees_a_connection_made_in_admin_connections(cli_env, airflow_db, dovecot, mail_user) -> None:  # type: ignore[no-untyped-def]
+    """Admin > Connections writes to Airflow's metadata database; the command reads it there too."""
+    airflow = str(Path(sys.executable).parent / "airflow")
+    conn_id = "ui_made_" + mail_user.split("@")[0]
+    made = subprocess.run([airflow, "connections", "add", conn_id, "--conn-json", imap_conn(dovecot, mail_user, dovecot.password)],
+                          env=cli_env, capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr[-2000:]
+    assert f"AIRFLOW_CONN_{conn_id.upper()}" not in cli_env
+    result = run(["check", conn_id], cli_env)
+    assert result.returncode == 0 and result.stdout.startswith("OK: Connected"), result.stdout + result.stderr[-2000:]
+    assert dovecot.password not in result.stdout + result.stderr
+
+
+def test_status_lists_failed_messages_and_reread_imports_them_after_the_fix(cli_env, dovecot, mail_user, append, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from devstack.samples import PO_CSV_EN, message
+
+    env = dict(cli_env, AIRFLOW_CONN_IMAP_CLI=imap_conn(dovecot, mail_user, dovecot.password))
+    good = [PO_CSV_EN + f"good{n}".encode() for n in range(2)]
+    blocked = next(PO_CSV_EN + f"x{n}".encode() for n in range(1000)
+                   if hashlib.sha256(PO_CSV_EN + f"x{n}".encode()).hexdigest()[:2] not in {hashlib.sha256(g).hexdigest()[:2] for g in good})
+    prefix = hashlib.sha256(blocked).hexdigest()[:2]
+    mails = [message(sender="b@acme.example", to=mail_user, subject=f"PO {i}", attachments=[(f"po{i}.csv", "text/csv", data)]).as_bytes()
+             for i, data in enumerate([good[0], blocked, good[1]])]
+    append(mail_user, [(raw, None) for raw in mails])
+    # The store refuses exactly one object: its directory name is taken by a file (a broken mount, a bad permission).
+    (tmp_path / "store" / "sha256").mkdir(parents=True)
+    (tmp_path / "store" / "sha256" / prefix).write_text("not a directory")
+    poll = run(["poll", env["SLUG"]], env)
+    assert poll.returncode == 0, poll.stderr[-2000:]
+    assert json.loads(poll.stdout)["outcomes"] == {"imported": 2, "failed": 1}
+    status = run(["status", env["SLUG"]], env)
+    assert "failed   UID 2" in status.stdout and "StorageError" in status.stdout and f"imap-intake reread {env['SLUG']}" in status.stdout
+    (tmp_path / "store" / "sha256" / prefix).unlink()
+    again = run(["reread", env["SLUG"]], env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    changes = json.loads(again.stdout)["changes"]
+    assert [(c["uid"], c["was"], c["now"], c["attachments"]) for c in changes] == [(2, "failed", "imported", 1)]
+    listing = run(["attachments", env["SLUG"], "--json"], env)
+    assert len(listing.stdout.splitlines()) == 3
+    assert json.loads(run(["reread", env["SLUG"]], env).stdout)["reread"] == 0

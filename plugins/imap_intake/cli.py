@@ -43,7 +43,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from imap_intake.hooks.imap import ImapIntakeHook
 
     ok, message = ImapIntakeHook(args.conn_id).test_connection()
-    emit(("OK: " if ok else "FAILED: ") + message)
+    emit(("OK: " if ok else "FAILED: ") + message.replace("this connection", f"connection '{args.conn_id}'", 1))
     return 0 if ok else 1
 
 
@@ -129,7 +129,7 @@ def cmd_encrypt(args: argparse.Namespace) -> int:
     password = sys.stdin.readline().rstrip("\r\n")
     if not password:
         raise ImapIntakeError("no password on standard input: pipe it in, e.g. 'imap-intake encrypt-password --conn-id ID < file'")
-    emit(KeyRing.from_env().encrypt(password, conn_id=args.conn_id))
+    emit(KeyRing.from_env().encrypt(password, conn_id=args.conn_id, mailbox=args.mailbox))
     return 0
 
 
@@ -137,7 +137,7 @@ def cmd_rotate(args: argparse.Namespace) -> int:
     from imap_intake.crypto import KeyRing
 
     envelope = sys.stdin.readline().strip()
-    emit(KeyRing.from_env().rotate(envelope, conn_id=args.conn_id))
+    emit(KeyRing.from_env().rotate(envelope, conn_id=args.conn_id or "", mailbox=args.mailbox))
     return 0
 
 
@@ -197,11 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--postgres-conn-id")
     p.set_defaults(func=cmd_attachments)
-    p = sub.add_parser("encrypt-password", help="read a password on stdin, print an AES-256-GCM envelope")
-    p.add_argument("--conn-id", required=True)
+    p = sub.add_parser("encrypt-password", help="read a password or OAuth2 secret on stdin, print an AES-256-GCM envelope")
+    bound = p.add_mutually_exclusive_group(required=True)
+    bound.add_argument("--mailbox", help="bind the envelope to this mailbox: the connection's login@host "
+                       "(e.g. orders@acme.example@imap.gmail.com); opens under the UI's Test connection too")
+    bound.add_argument("--conn-id", help="bind it to a connection id instead (earlier versions' envelopes)")
     p.set_defaults(func=cmd_encrypt)
     p = sub.add_parser("rotate-password", help="read an envelope on stdin, print it re-encrypted under the active key")
-    p.add_argument("--conn-id", required=True)
+    p.add_argument("--mailbox", help="login@host: the new envelope is bound to this mailbox")
+    p.add_argument("--conn-id", help="the connection id an earlier envelope was bound to")
     p.set_defaults(func=cmd_rotate)
     p = sub.add_parser("generate-key", help="print a new key entry for IMAP_INTAKE_KEYS")
     p.add_argument("--key-id", default=dt.date.today().strftime("k%Y%m%d"))

@@ -1,8 +1,11 @@
 """AES-256-GCM envelopes for mailbox passwords, with a key ring for rotation.
 
 Envelope: ``aesgcm:v1:<key id>:<base64 nonce>:<base64 ciphertext+tag>``. The nonce is 96
-random bits; the connection id is the associated data, so an envelope copied to another
-connection does not open. Keys come from the environment (``IMAP_INTAKE_KEYS``), never the repo.
+random bits. The associated data binds the envelope to the mailbox it signs in to
+(``mailbox:<login>@<host>``), so an envelope copied to another mailbox does not open, while the
+UI's Test connection (which runs under a temporary connection id) opens it. Envelopes made by
+earlier versions are bound to the connection id; they still open, and ``rotate-password``
+rebinds them. Keys come from the environment (``IMAP_INTAKE_KEYS``), never the repo.
 """
 
 from __future__ import annotations
@@ -70,12 +73,16 @@ class KeyRing:
             raise CredentialError(f"{ACTIVE_VARIABLE}={active!r} names no key in {KEYS_VARIABLE}")
         return cls(keys=keys, active=active)
 
-    def encrypt(self, plaintext: str, *, conn_id: str) -> str:
+    def encrypt(self, plaintext: str, *, conn_id: str | None = None, mailbox: str | None = None) -> str:
+        """Seal ``plaintext`` for a mailbox (``login@host``; preferred) or, as before, a connection id."""
+        if not (mailbox or conn_id):
+            raise CredentialError("an envelope is bound to a mailbox (login@host) or a connection id: give one")
         nonce = os.urandom(12)
-        sealed = AESGCM(self.keys[self.active]).encrypt(nonce, plaintext.encode(), conn_id.encode())
+        sealed = AESGCM(self.keys[self.active]).encrypt(nonce, plaintext.encode(), _bound_to(conn_id, mailbox))
         return f"{PREFIX}{self.active}:{base64.b64encode(nonce).decode()}:{base64.b64encode(sealed).decode()}"
 
-    def decrypt(self, envelope: str, *, conn_id: str) -> str:
+    def decrypt(self, envelope: str, *, conn_id: str, mailbox: str | None = None) -> str:
+        """Open an envelope bound to ``mailbox`` or (made by earlier versions) to ``conn_id``."""
         if not is_envelope(envelope):
             raise CredentialError(f"connection '{conn_id}': the password is not an {PREFIX} envelope")
         parts = envelope[len(PREFIX):].split(":")
@@ -92,16 +99,29 @@ class KeyRing:
         sealed = _b64(sealed_b64, "ciphertext", key_id)
         if len(nonce) != 12:
             raise CredentialError(f"connection '{conn_id}': the nonce under key '{key_id}' is not 96 bits")
-        try:
-            return AESGCM(key).decrypt(nonce, sealed, conn_id.encode()).decode()
-        except InvalidTag as exc:
-            raise CredentialError(
-                f"connection '{conn_id}': the encrypted password does not open with key '{key_id}': "
-                "wrong key, tampered envelope, or an envelope made for another connection id; "
-                "re-run 'imap-intake encrypt-password --conn-id " + conn_id + "'. (The UI's Test connection "
-                "button tests under a temporary id, so envelopes cannot open there: use 'imap-intake check')"
-            ) from exc
+        for binding in ([_bound_to(None, mailbox)] if mailbox else []) + [conn_id.encode()]:
+            try:
+                return AESGCM(key).decrypt(nonce, sealed, binding).decode()
+            except InvalidTag:
+                continue
+        fix = f"--mailbox {mailbox}" if mailbox else f"--conn-id {conn_id}"
+        raise CredentialError(
+            f"connection '{conn_id}': the encrypted password does not open with key '{key_id}': wrong key, tampered "
+            f"envelope, or an envelope made for another mailbox; re-run 'imap-intake encrypt-password {fix}'"
+        )
 
-    def rotate(self, envelope: str, *, conn_id: str) -> str:
-        """Re-encrypt an envelope under the active key."""
-        return self.encrypt(self.decrypt(envelope, conn_id=conn_id), conn_id=conn_id)
+    def rotate(self, envelope: str, *, conn_id: str, mailbox: str | None = None) -> str:
+        """Re-encrypt an envelope under the active key, bound to the mailbox when one is given."""
+        return self.encrypt(self.decrypt(envelope, conn_id=conn_id, mailbox=mailbox), conn_id=conn_id, mailbox=mailbox)
+
+
+def _bound_to(conn_id: str | None, mailbox: str | None) -> bytes:
+    if mailbox:
+        login, _at, host = mailbox.rpartition("@")
+        return f"mailbox:{login}@{host.lower()}".encode()
+    return str(conn_id).encode()
+
+
+def mailbox_of(login: str | None, host: str | None) -> str | None:
+    """The mailbox an envelope is bound to: the connection's login at its host (as in the ledger)."""
+    return f"{login}@{host.lower()}" if login and host else None

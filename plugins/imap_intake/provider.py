@@ -49,7 +49,9 @@ CONN_FIELDS = {
                          description="tls = implicit TLS (port 993, default); starttls (port 143); none only to loopback hosts"),
     "validate_certificate": _field("Validate certificate", "boolean", default=True,
                                    description="Keep on. For a self-signed server supply the CA or a SHA-256 pin instead"),
-    "ca_cert": _field("CA certificate (PEM)", "string", description="Trust this CA for the server's certificate"),
+    "ca_cert": _field("CA certificate (PEM)", "string", format="multiline",
+                      description="Trust this CA for the server's certificate (and the token endpoint): paste the whole PEM, "
+                                  "BEGIN and END lines included"),
     "cert_fingerprint": _field("Certificate SHA-256 fingerprint", "string",
                                description="Pin the server certificate (e.g. Proton Bridge's self-signed one)"),
     "folder": _field("Folder", "string", default="INBOX", description="Folder to poll, opened read-only"),

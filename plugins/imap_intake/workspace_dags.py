@@ -73,5 +73,16 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None) -> DA
 
 
 def build_dags(workspaces: Iterable[Workspace], *, workspaces_file: str | Path | None = None) -> dict[str, DAG]:
+    """All workspaces' DAGs. The cyclic garbage collector is held off while they are built: DAG and
+    operator objects are long-lived and reference each other, so collections during the build only
+    scan what must stay (measured: most of the build time for 1,000 workspaces)."""
+    import gc
+
     path = str(workspaces_file) if workspaces_file else None
-    return {w.dag_id: build_dag(w, workspaces_file=path) for w in workspaces}
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return {w.dag_id: build_dag(w, workspaces_file=path) for w in workspaces}
+    finally:
+        if enabled:
+            gc.enable()

@@ -93,3 +93,21 @@ def test_a_refresh_token_grant_needs_its_endpoint_and_client() -> None:
 def test_unknown_auth_kind_is_named() -> None:
     with pytest.raises(ConfigError, match="auth 'kerberos' is unknown"):
         build(host="imap.example", extra={"auth": "kerberos"})
+
+
+def test_a_pem_whose_line_breaks_became_spaces_is_rebuilt(dovecot) -> None:  # type: ignore[no-untyped-def]
+    import ssl
+
+    pem = dovecot.tls_files.ca_pem
+    flattened = " ".join(pem.split("\n"))
+    s = build(host="imap.example", extra={"ca_cert": flattened})
+    assert s.ca_cert == pem if pem.endswith("\n") else s.ca_cert.strip() == pem.strip()
+    ssl.create_default_context(cadata=s.ca_cert)  # OpenSSL takes it
+    assert build(host="imap.example", extra={"ca_cert": pem.replace("\n", "\\n")}).ca_cert == s.ca_cert
+
+
+@pytest.mark.parametrize("bad", ["just some text", "-----BEGIN CERTIFICATE----- not*base64 -----END CERTIFICATE-----",
+                                 "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----"])
+def test_a_broken_pem_names_the_field_and_the_fix(bad: str) -> None:
+    with pytest.raises(ConfigError, match=r"CA certificate \(PEM\) field \(ca_cert\)"):
+        build(host="imap.example", extra={"ca_cert": bad})

@@ -63,6 +63,33 @@ def normalise_fingerprint(value: str, *, conn_id: str) -> str:
     return ":".join(digits[i : i + 2] for i in range(0, 64, 2))
 
 
+_PEM_BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+
+
+def normalise_pem(value: str, *, conn_id: str) -> str:
+    """The CA certificate(s) as PEM with proper lines. A PEM pasted into a one-line field, whose
+    line breaks became spaces (or literal \\n), is rebuilt; anything else is refused by name."""
+    text = value.replace("\\n", "\n").strip()
+    blocks = _PEM_BLOCK.findall(text)
+    if not blocks or any(kind != "CERTIFICATE" for kind, _body in blocks):
+        raise ConfigError(
+            f"connection '{conn_id}': the CA certificate (PEM) field (ca_cert) holds no certificate: paste the whole "
+            "PEM, from -----BEGIN CERTIFICATE----- to -----END CERTIFICATE----- (the server's CA, e.g. from "
+            "'openssl s_client -showcerts -connect HOST:993'), or use cert_fingerprint instead"
+        )
+    out = []
+    for _kind, body in blocks:
+        digits = re.sub(r"\s+", "", body)
+        if not re.fullmatch(r"[A-Za-z0-9+/=]+", digits):
+            raise ConfigError(
+                f"connection '{conn_id}': the CA certificate (PEM) field (ca_cert) is damaged between its BEGIN and END "
+                "lines (only base64 may stand there): paste the certificate again from its file"
+            )
+        lines = [digits[i:i + 64] for i in range(0, len(digits), 64)]
+        out.append("-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) + "\n-----END CERTIFICATE-----\n")
+    return "".join(out)
+
+
 @dataclass(frozen=True)
 class OAuthSettings:
     """How to get an access token. ``secret`` is the client secret (microsoft_app), the service
@@ -200,7 +227,7 @@ def settings_from_fields(
         validate_certificate=_bool(
             extra.get("validate_certificate"), conn_id=conn_id, name="validate_certificate", default=True
         ),
-        ca_cert=extra.get("ca_cert") or None,
+        ca_cert=normalise_pem(str(extra["ca_cert"]), conn_id=conn_id) if extra.get("ca_cert") else None,
         cert_fingerprint=normalise_fingerprint(str(fingerprint), conn_id=conn_id) if fingerprint else None,
         folder=str(extra.get("folder") or "INBOX"),
         address=extra.get("address") or None,

@@ -269,7 +269,7 @@ def fingerprint(raw: bytes, message_id: str | None) -> str:
     """
     if message_id:
         split = re.search(rb"\r?\n\r?\n", raw)
-        body = raw[split.end():] if split else b""
+        body = memoryview(raw)[split.end():] if split else memoryview(b"")  # hashed in place, not copied
         digest = hashlib.sha256(body).hexdigest()
         return "mid:" + hashlib.sha256(f"{message_id}\0{digest}".encode("utf-8", "surrogateescape")).hexdigest()
     return "raw:" + hashlib.sha256(raw).hexdigest()

@@ -131,4 +131,9 @@ def import_pending(
             if order_id is not None:
                 result.orders.append(order_id)
             log.info("attachment %s (%s): imported as order %s (%s, %d lines)", attachment, filename, order_id, order.format, len(order.lines))
+    log.info(
+        "workspace %s: %d imported, %d failed (retried on a later run), %d quarantined%s",
+        workspace.slug, result.imported, result.failed, result.quarantined,
+        "" if result.imported + result.failed + result.quarantined else ": nothing pending to import",
+    )
     return result

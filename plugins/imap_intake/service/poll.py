@@ -31,7 +31,6 @@ SCAN_FRESH_FOR = dt.timedelta(hours=6)
 REEVALUATED = ("failed", "not_routed", "too_large")
 
 
-
 @dataclass(frozen=True)
 class Window:
     """A backfill window [since, until) by INTERNALDATE."""
