@@ -24,10 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
-def airflow_base_env(home: Path, metadata_url: str, *, api_port: int, extra: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env.update({
+def project_airflow_settings(home: Path, metadata_url: str) -> dict[str, str]:
+    """What every Airflow of this project's devstack shares: this repo's DAGs and plugins, no
+    examples, Test connection on, the metadata in Postgres with the LocalExecutor."""
+    return {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
@@ -35,8 +35,16 @@ def airflow_base_env(home: Path, metadata_url: str, *, api_port: int, extra: Map
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+    }
+
+
+def airflow_base_env(home: Path, metadata_url: str, *, api_port: int, extra: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.update(project_airflow_settings(home, metadata_url))
+    env.update({
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from devstack.airflow_cluster import project_airflow_settings
 from devstack.dovecot import DovecotServer
 from devstack.oauth_server import OAuthServer
 from devstack.postgres import PostgresServer
@@ -30,12 +31,9 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], metadata_url: str, ima
                 keys: str, storage: Path) -> dict[str, str]:
     """The environment Airflow and the CLI need for this stack (connections as JSON, not URIs)."""
     return {
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        # Airflow's own metadata in its own database of the stack's Postgres (not SQLite: a scheduler
+        # and a backfill command at once lock SQLite), as production does.
+        **project_airflow_settings(home, metadata_url),
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": "8080",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
@@ -43,10 +41,6 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], metadata_url: str, ima
         "IMAP_INTAKE_STORAGE_BASE": f"file://{storage}",
         "IMAP_INTAKE_KEYS": keys,
         "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", **dsn_parts}),
-        # Airflow's own metadata in its own database of the stack's Postgres (not SQLite: a scheduler
-        # and a backfill command at once lock SQLite), as production does.
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # The mailbox connections live in Airflow's metadata database (Admin > Connections shows and
         # edits them; devstack.__main__ writes them there): these two name them for prepare_airflow.
         "IMAP_INTAKE_DEMO_CONNECTIONS": json.dumps({"imap_demo": {"conn_type": "imap_intake", **imap},

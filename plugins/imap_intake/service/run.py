@@ -10,8 +10,10 @@ from typing import Any
 
 import psycopg
 
+from imap_intake.config import Workspace
 from imap_intake.exceptions import ConfigError
 from imap_intake.hooks.imap import ImapIntakeHook
+from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.service.imports import ImportResult, import_pending
 from imap_intake.service.poll import PollResult, Window, poll
 from imap_intake.service.reread import DEFAULT_OUTCOMES, RereadResult, reread
@@ -30,30 +32,30 @@ def _ledger(conn_id: str) -> Iterator[psycopg.Connection]:
         raise db.LedgerUnavailable(f"ledger database '{conn_id}' went away: {exc}; will retry") from exc
 
 
-def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, sweep_until: dt.datetime | None = None,
-             workspaces_file: str | Path | None = None) -> PollResult:
+@contextmanager
+def _mailbox_job(slug: str, workspaces_file: str | Path | None) -> Iterator[tuple[Workspace, ConnectionSettings, dict[str, Any], psycopg.Connection]]:
+    """What a poll or a re-read needs: the workspace, its connection's settings, the store's two
+    calls (write an attachment, probe the store) and the ledger connection."""
     workspace = get_workspace(slug, workspaces_file)
     settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
     store = AttachmentStore(workspace.storage_base)
+    calls = {"store": lambda attachment: store.put(attachment.data, attachment.sha256), "probe_store": store.probe}
     with _ledger(workspace.postgres_conn_id) as connection:
-        return poll(
-            workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until,
-            store=lambda attachment: store.put(attachment.data, attachment.sha256), probe_store=store.probe,
-        )
+        yield workspace, settings, calls, connection
+
+
+def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, sweep_until: dt.datetime | None = None,
+             workspaces_file: str | Path | None = None) -> PollResult:
+    with _mailbox_job(slug, workspaces_file) as (workspace, settings, calls, connection):
+        return poll(workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until, **calls)
 
 
 def run_reread(
     slug: str, *, now: dt.datetime, uids: list[int] | None = None, outcomes: tuple[str, ...] = DEFAULT_OUTCOMES,
     workspaces_file: str | Path | None = None,
 ) -> RereadResult:
-    workspace = get_workspace(slug, workspaces_file)
-    settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
-    store = AttachmentStore(workspace.storage_base)
-    with _ledger(workspace.postgres_conn_id) as connection:
-        return reread(
-            workspace, settings, connection=connection, now=now, uids=uids, outcomes=outcomes,
-            store=lambda attachment: store.put(attachment.data, attachment.sha256),
-        )
+    with _mailbox_job(slug, workspaces_file) as (workspace, settings, calls, connection):
+        return reread(workspace, settings, connection=connection, now=now, uids=uids, outcomes=outcomes, store=calls["store"])
 
 
 def run_import(slug: str, *, now: dt.datetime, limit: int | None = None, workspaces_file: str | Path | None = None) -> ImportResult:

@@ -182,7 +182,9 @@ class Ledger:
             except Exception as exc:
                 if is_transient(exc) or self.connection.broken or self.connection.closed:
                     raise
-                if isinstance(exc, StorageError) and probe_store is not None:
+                if isinstance(exc, StorageError):
+                    if probe_store is None:
+                        raise  # no way to tell a refused object from a store that is down: retry later
                     probe_store()  # raises StorageError when the store itself is down: retried later
                 one = BatchResult()
                 with self.connection.transaction():
