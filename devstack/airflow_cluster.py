@@ -117,7 +117,7 @@ class AirflowCluster:
                 return
         try:
             os.killpg(pgid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
                 os.killpg(pgid, 0)
                 time.sleep(0.2)

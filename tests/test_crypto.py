@@ -24,9 +24,20 @@ def test_round_trip_and_random_nonce() -> None:
 
 
 def test_envelope_is_bound_to_its_connection() -> None:
+    """Envelopes of earlier versions: bound to the connection id; they still open there, nowhere else."""
     envelope = ring().encrypt("pw-12345", conn_id="imap_acme")
-    with pytest.raises(CredentialError, match="does not open with key 'k2'.*another connection id"):
+    assert ring().decrypt(envelope, conn_id="imap_acme", mailbox="orders@acme.example@imap.acme.example") == "pw-12345"
+    with pytest.raises(CredentialError, match="does not open with key 'k2'.*another mailbox.*--conn-id imap_other"):
         ring().decrypt(envelope, conn_id="imap_other")
+
+
+def test_envelope_is_bound_to_its_mailbox_whatever_the_connection_id() -> None:
+    envelope = ring().encrypt("pw-12345", mailbox="orders@acme.example@IMAP.acme.example")
+    assert ring().decrypt(envelope, conn_id="Xa7kT2q9", mailbox="orders@acme.example@imap.acme.example") == "pw-12345"
+    with pytest.raises(CredentialError, match="--mailbox other@acme.example@imap.acme.example"):
+        ring().decrypt(envelope, conn_id="Xa7kT2q9", mailbox="other@acme.example@imap.acme.example")
+    rebound = ring().rotate(ring().encrypt("pw-9", conn_id="old"), conn_id="old", mailbox="orders@acme.example@imap.acme.example")
+    assert ring().decrypt(rebound, conn_id="anything", mailbox="orders@acme.example@imap.acme.example") == "pw-9"
 
 
 def test_tampering_is_detected_and_names_the_key() -> None:
