@@ -40,9 +40,9 @@ def prepare_airflow(stack: Stack) -> dict[str, str]:
         Path(stack.env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
         _run([str(VENV_BIN / "airflow"), "db", "migrate"], env, quiet=True)
         marker.write_text(database)
-    _run([str(VENV_BIN / "airflow"), "pools", "set", "imap_intake__imap_demo", "4",
-          "IMAP sessions to the demo mail host"], env, quiet=True)
     for conn_id, conn in json.loads(stack.env.get("IMAP_INTAKE_DEMO_CONNECTIONS", "{}")).items():
+        _run([str(VENV_BIN / "airflow"), "pools", "set", f"imap_intake__{conn_id}", "4",
+              "IMAP sessions to the demo mail host"], env, quiet=True)
         # In the metadata database, as a user would make them in Admin > Connections (visible, editable).
         subprocess.run([str(VENV_BIN / "airflow"), "connections", "delete", conn_id], env=env, capture_output=True, cwd=ROOT)
         _run([str(VENV_BIN / "airflow"), "connections", "add", conn_id, "--conn-json", json.dumps(conn)], env, quiet=True)

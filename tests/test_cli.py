@@ -130,6 +130,9 @@ def test_check_sees_a_connection_made_in_admin_connections(cli_env, airflow_db, 
     assert f"AIRFLOW_CONN_{conn_id.upper()}" not in cli_env
     result = run(["check", conn_id], cli_env)
     assert result.returncode == 0 and result.stdout.startswith("OK: Connected"), result.stdout + result.stderr[-2000:]
+    assert f"pool 'imap_intake__{conn_id}' does not exist" in result.stdout and f"airflow pools set imap_intake__{conn_id}" in result.stdout
+    subprocess.run([airflow, "pools", "set", f"imap_intake__{conn_id}", "3", "IMAP"], env=cli_env, capture_output=True, timeout=120, check=True)
+    assert f"pool 'imap_intake__{conn_id}': 3 slot(s)" in run(["check", conn_id], cli_env).stdout
     assert dovecot.password not in result.stdout + result.stderr
 
 

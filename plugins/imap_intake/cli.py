@@ -44,7 +44,29 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     ok, message = ImapIntakeHook(args.conn_id).test_connection()
     emit(("OK: " if ok else "FAILED: ") + message.replace("this connection", f"connection '{args.conn_id}'", 1))
+    pool = pool_report(f"imap_intake__{args.conn_id}")
+    if pool:
+        emit(pool)
     return 0 if ok else 1
+
+
+def pool_report(name: str) -> str | None:
+    """Whether the default pool of a connection's workspaces exists in Airflow's metadata database:
+    a poll task in a missing pool is never scheduled, and Airflow says nothing about it."""
+    try:
+        import warnings
+
+        from airflow.models.pool import Pool
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            found = Pool.get_pool(name)
+    except Exception:  # noqa: BLE001 - no metadata database here (a worker, a bare shell): nothing to say
+        return None
+    if found is None:
+        return (f"WARNING: pool '{name}' does not exist: workspaces on this connection use it by default and their poll "
+                f"task waits unscheduled until it does. Create it: airflow pools set {name} 4 'IMAP sessions'")
+    return f"pool '{name}': {found.slots} slot(s) for IMAP sessions"
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
