@@ -19,8 +19,8 @@ import psycopg
 from imap_intake.config import Workspace
 from imap_intake.imap.mailbox import FolderState, Mailbox
 from imap_intake.imap.settings import ConnectionSettings
-from imap_intake.mime.extract import Attachment, Limits
-from imap_intake.service.reading import MailboxOpener, groups, record_for, too_large
+from imap_intake.mime.extract import Attachment
+from imap_intake.service.reading import MailboxOpener, read_groups
 from imap_intake.service.reread import reread_messages
 from imap_intake.store.ledger import BatchResult, Cursor, Ledger, MessageRecord, is_transient
 
@@ -198,7 +198,6 @@ def _drain(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Work
            uids: list[int], scan: Window | None, result: PollResult, *, store: Callable[[Attachment], str], poll_id: int,
            probe_store: Callable[[], object] | None) -> None:
     """Fetch and record the UIDs not yet in the ledger, in byte-bounded groups, one transaction each."""
-    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
     known: set[int] = set()
     for chunk in _batches(uids, 5000):
         known |= ledger.known_uids(state.uidvalidity, chunk)
@@ -213,17 +212,9 @@ def _drain(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Work
         metas = mailbox.metadata(batch)
         if scan:
             metas = [m for m in metas if scan.contains(m.internal_date)]
-        for group in groups(metas, workspace.max_message_bytes):
-            records: list[MessageRecord] = []
-            wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
-            bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
-            for meta in group:
-                if meta.size > workspace.max_message_bytes:
-                    records.append(too_large(state.uidvalidity, meta, workspace.max_message_bytes))
-                elif meta.uid in bodies:  # absent: expunged since the search
-                    result.fetched += 1
-                    records.append(record_for(workspace, settings, state.uidvalidity, bodies.pop(meta.uid), limits))
-            del bodies
+        for group, read in read_groups(mailbox, workspace, settings, state.uidvalidity, metas):
+            records = [record for _meta, record in read if record is not None]
+            result.fetched += sum(1 for meta, record in read if record is not None and meta.size <= workspace.max_message_bytes)
             # The group is contiguous in UID order, so everything up to its last UID is recorded.
             advance = None if scan else Cursor(state.uidvalidity, group[-1].uid)
             done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)

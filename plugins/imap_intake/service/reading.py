@@ -81,3 +81,24 @@ def groups(metas: Sequence[MessageMeta], max_message_bytes: int) -> Iterator[Seq
         size += weight
     if group:
         yield group
+
+
+def read_groups(
+    mailbox: Mailbox, workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, metas: Sequence[MessageMeta],
+) -> Iterator[tuple[Sequence[MessageMeta], list[tuple[MessageMeta, MessageRecord | None]]]]:
+    """Fetch and read ``metas`` in byte-bounded groups: per group, each message with its record
+    (a too-large one without downloading it; ``None`` when it was expunged since it was listed)."""
+    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
+    for group in groups(metas, workspace.max_message_bytes):
+        wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
+        bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
+        read: list[tuple[MessageMeta, MessageRecord | None]] = []
+        for meta in group:
+            if meta.size > workspace.max_message_bytes:
+                read.append((meta, too_large(uidvalidity, meta, workspace.max_message_bytes)))
+            elif meta.uid in bodies:
+                read.append((meta, record_for(workspace, settings, uidvalidity, bodies.pop(meta.uid), limits)))
+            else:
+                read.append((meta, None))
+        del bodies
+        yield group, read

@@ -19,13 +19,12 @@ import psycopg
 from imap_intake.config import Workspace
 from imap_intake.imap.mailbox import Mailbox
 from imap_intake.imap.settings import ConnectionSettings
-from imap_intake.mime.extract import Attachment, Limits
-from imap_intake.service.reading import MailboxOpener, groups, record_for, too_large
+from imap_intake.mime.extract import Attachment
+from imap_intake.service.reading import MailboxOpener, read_groups
 from imap_intake.store.ledger import BatchResult, Ledger
 
 log = logging.getLogger(__name__)
 DEFAULT_OUTCOMES = ("failed", "not_routed")
-REREADABLE = ("failed", "not_routed", "too_large", "no_supported_attachment", "unparseable")
 
 
 @dataclass
@@ -55,20 +54,13 @@ def reread_messages(
     done: BatchResult,
 ) -> tuple[list[dict[str, object]], list[int]]:
     """Read ``targets`` ((id, uid, outcome) rows) again on an open, examined folder: (changes, gone UIDs)."""
-    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
     by_uid = {uid: (message, was) for message, uid, was in targets}
     metas = mailbox.metadata(sorted(by_uid))
     gone = sorted(set(by_uid) - {m.uid for m in metas})
     changes: list[dict[str, object]] = []
-    for group in groups(metas, workspace.max_message_bytes):
-        wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
-        bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
-        for meta in group:
-            if meta.size > workspace.max_message_bytes:
-                record = too_large(uidvalidity, meta, workspace.max_message_bytes)
-            elif meta.uid in bodies:
-                record = record_for(workspace, settings, uidvalidity, bodies.pop(meta.uid), limits)
-            else:
+    for _group, read in read_groups(mailbox, workspace, settings, uidvalidity, metas):
+        for meta, record in read:
+            if record is None:
                 gone.append(meta.uid)
                 continue
             message, was = by_uid[meta.uid]

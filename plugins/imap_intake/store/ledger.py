@@ -77,14 +77,22 @@ def is_transient(exc: BaseException) -> bool:
     return bool(getattr(exc, "retryable", False)) or isinstance(exc, (ConnectionError, TimeoutError))
 
 
-def failed_record(record: MessageRecord, exc: BaseException, step: str) -> MessageRecord:
-    """The record of a message whose reading failed: no attachments, the error as the reason."""
+def failed_record(record: MessageRecord, exc: BaseException) -> MessageRecord:
+    """The record of a message whose recording failed: no attachments, the error as the reason."""
     return MessageRecord(
         uidvalidity=record.uidvalidity, uid=record.uid, fingerprint=record.fingerprint, message_id=record.message_id,
         internal_date=record.internal_date, sender=record.sender, subject=record.subject, size=record.size,
         outcome="failed",
-        reason=f"{step} failed: {type(exc).__name__}: {exc}; fix the cause, then run 'imap-intake reread' for this workspace",
+        reason=f"recording failed: {type(exc).__name__}: {exc}; fix the cause, then run 'imap-intake reread' for this workspace",
     )
+
+
+def _text_columns(record: MessageRecord, reason: str) -> tuple[str | None, ...]:
+    """A message row's text columns, storable, in this order: fingerprint, message_id, sender,
+    subject, reason, supplier, supplier_rule (as the INSERT and the re-read's UPDATE list them)."""
+    return (storable(record.fingerprint, 200), storable_or_none(record.message_id, 500), storable_or_none(record.sender, 998),
+            storable(record.subject, 998), storable(reason), storable_or_none(record.supplier, 200),
+            storable_or_none(record.supplier_rule, 500))
 
 
 def lock_key(account: str, folder: str) -> int:
@@ -188,7 +196,7 @@ class Ledger:
                     probe_store()  # raises StorageError when the store itself is down: retried later
                 one = BatchResult()
                 with self.connection.transaction():
-                    self._record_one(failed_record(record, exc, "recording"), store=store, poll_id=poll_id, result=one)
+                    self._record_one(failed_record(record, exc), store=store, poll_id=poll_id, result=one)
             result.add(one)
         if advance_to is not None:
             with self.connection.transaction():
@@ -215,16 +223,13 @@ class Ledger:
     def _insert_message(self, record: MessageRecord, outcome: str, reason: str, duplicate_of: int | None, poll_id: int | None) -> int | None:
         row = self.connection.execute(
             """
-            INSERT INTO imap_intake.message (workspace, account, folder, uidvalidity, uid, fingerprint,
-                message_id, internal_date, sender, subject, size, outcome, reason, supplier, supplier_rule,
-                duplicate_of, poll_id)
+            INSERT INTO imap_intake.message (workspace, account, folder, uidvalidity, uid, internal_date, size, outcome,
+                duplicate_of, poll_id, fingerprint, message_id, sender, subject, reason, supplier, supplier_rule)
             VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
             ON CONFLICT DO NOTHING RETURNING id
             """,
-            (self.workspace, self.account, self.folder, record.uidvalidity, record.uid, storable(record.fingerprint, 200),
-             storable_or_none(record.message_id, 500), record.internal_date, storable_or_none(record.sender, 998),
-             storable(record.subject, 998), record.size, outcome, storable(reason), storable_or_none(record.supplier, 200),
-             storable_or_none(record.supplier_rule, 500), duplicate_of, poll_id),
+            (self.workspace, self.account, self.folder, record.uidvalidity, record.uid, record.internal_date, record.size,
+             outcome, duplicate_of, poll_id, *_text_columns(record, reason)),
         ).fetchone()
         return int(row[0]) if row else None
 
@@ -297,12 +302,9 @@ class Ledger:
             try:
                 with self.connection.transaction():
                     self.connection.execute(
-                        "UPDATE imap_intake.message SET fingerprint=%s, message_id=%s, sender=%s, subject=%s, outcome=%s, "
-                        "reason=%s, supplier=%s, supplier_rule=%s, reread_at=%s WHERE id=%s",
-                        (storable(record.fingerprint, 200), storable_or_none(record.message_id, 500),
-                         storable_or_none(record.sender, 998), storable(record.subject, 998), record.outcome,
-                         storable(record.reason), storable_or_none(record.supplier, 200),
-                         storable_or_none(record.supplier_rule, 500), now, message),
+                        "UPDATE imap_intake.message SET outcome=%s, reread_at=%s, fingerprint=%s, message_id=%s, sender=%s, "
+                        "subject=%s, reason=%s, supplier=%s, supplier_rule=%s WHERE id=%s",
+                        (record.outcome, now, *_text_columns(record, record.reason), message),
                     )
             except psycopg.errors.UniqueViolation:
                 first = self.connection.execute(
