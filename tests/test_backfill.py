@@ -120,8 +120,14 @@ def test_airflow_backfill_rescans_its_window_imports_once_and_never_moves_the_cu
 def test_a_bad_window_fails_the_run_at_once_with_a_configuration_message(cluster) -> None:  # type: ignore[no-untyped-def]
     airflow, slug, _user = cluster
     dag_id = f"imap_intake__{slug}"
+    # Not a date: Airflow refuses to create the run (the trigger form's date params), naming the field.
     done = airflow.airflow("dags", "test", dag_id, "--conf", json.dumps({"since": "2026-13-01", "until": "2026-14-01"}), check=False, timeout=300)
     text = done.stdout + done.stderr
-    assert "backfill 'since' '2026-13-01' is not a date" in text and "not retried" in text
+    assert done.returncode != 0 and "Invalid input for param since" in text and "is not a 'date'" in text
+    assert "up_for_retry" not in text.lower()
+    # Dates, but an empty window: the poll fails at once with our configuration message, no retries.
+    done = airflow.airflow("dags", "test", dag_id, "--conf", json.dumps({"since": "2026-05-01", "until": "2026-04-01"}), check=False, timeout=300)
+    text = done.stdout + done.stderr
+    assert "backfill window is empty: until (2026-04-01T00:00:00+00:00) must be after since" in text
     assert "up_for_retry" not in text.lower()
     assert Path(airflow.home).exists()

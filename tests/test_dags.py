@@ -38,7 +38,7 @@ def test_dags_folder_imports_without_network_or_database(monkeypatch: pytest.Mon
     poll = dag.get_task("poll_mailbox")
     assert poll.pool == "imap_intake__imap_demo" and poll.retries == 3 and poll.retry_exponential_backoff
     assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders_1", "import_orders_2", "publish_orders"}
-    assert not dag.params  # no JSON-schema params: validating them made parsing 3x slower
+    assert set(dag.params) == {"since", "until"}  # the trigger form's backfill dates
     assert [a.uri for a in dag.get_task("publish_orders").outlets] == ["imap-intake://demo/purchase-orders"]
 
 
@@ -50,6 +50,41 @@ def test_a_thousand_workspaces_build_a_thousand_dags() -> None:
     )
     dags = build_dags(load_workspaces(text, source="t", env={}))
     assert len(dags) == 1000 and len({d.get_task("poll_mailbox").pool for d in dags.values()}) == 7
+
+
+def test_the_trigger_form_offers_backfill_dates_that_airflow_validates() -> None:
+    import attrs
+    from airflow.sdk.definitions.param import ParamValidationError
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    from imap_intake.workspace_dags import build_dags
+
+    dags = build_dags(load_workspaces("workspaces:\n  - {slug: a, imap_conn_id: imap_a, start_date: 2026-01-01, storage_base: 'file:///x'}\n", source="t", env={}))
+    assert not attrs.validators.get_disabled()  # switched off only while the params are attached
+    served = DagSerialization.deserialize_dag(DagSerialization.serialize_dag(dags["imap_intake__a"]))
+    schema = served.params.get_param("since").schema
+    assert schema["format"] == "date" and "null" in schema["type"]
+    assert served.params.validate() == {"since": None, "until": None}  # an ordinary run
+    # What Airflow checks when a run is created with the form's (or the API's) conf:
+    assert served.params.deep_merge({"since": "2026-03-01", "until": "2026-04-01"}).validate()["since"] == "2026-03-01"
+    with pytest.raises(ParamValidationError, match="since"):
+        served.params.deep_merge({"since": "2026-13-01"}).validate()
+
+
+def test_a_window_needs_a_start_and_reaches_now_without_an_end() -> None:
+    import datetime as dt
+
+    from imap_intake.exceptions import ConfigError
+    from imap_intake.service.run import parse_window
+
+    now = dt.datetime(2026, 5, 1, 12, tzinfo=dt.UTC)
+    assert parse_window(None, "", now=now) is None
+    window = parse_window("2026-04-01", None, now=now)
+    assert window is not None and (window.since, window.until) == (dt.datetime(2026, 4, 1, tzinfo=dt.UTC), now)
+    with pytest.raises(ConfigError, match="needs 'since'"):
+        parse_window("", "2026-04-01", now=now)
+    with pytest.raises(ConfigError, match="must be after since"):
+        parse_window("2026-06-01", "2026-05-01", now=now)
 
 
 def test_permanent_errors_fail_fast_and_transient_ones_retry() -> None:

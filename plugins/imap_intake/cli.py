@@ -72,7 +72,8 @@ def pool_report(name: str) -> str | None:
 def cmd_poll(args: argparse.Namespace) -> int:
     from imap_intake.service.run import parse_window, run_poll
 
-    result = run_poll(args.workspace, now=_now(), window=parse_window(args.since, args.until), workspaces_file=args.workspaces_file)
+    now = _now()
+    result = run_poll(args.workspace, now=now, window=parse_window(args.since, args.until, now=now), workspaces_file=args.workspaces_file)
     _print_json(result.as_dict())
     return 0
 
@@ -193,8 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("poll", help="poll a workspace's mailbox now (same code as the DAG task)")
     workspace_args(p)
-    p.add_argument("--since", help="backfill window start (ISO date); needs --until")
-    p.add_argument("--until", help="backfill window end, exclusive")
+    p.add_argument("--since", help="backfill window start (ISO date)")
+    p.add_argument("--until", help="backfill window end, exclusive (default: now)")
     p.set_defaults(func=cmd_poll)
     p = sub.add_parser(
         "reread", help="read messages again after a fix or a new supplier rule (default: failed and not_routed ones)",

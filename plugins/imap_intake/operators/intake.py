@@ -75,7 +75,7 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
         sweep = not (self.since or self.until) and is_backfill(context.get("dag_run"))
         result = _no_retry_for_permanent(
             lambda: run_poll(
-                self.workspace, now=now, window=parse_window(since, until), sweep_until=now if sweep else None,
+                self.workspace, now=now, window=parse_window(since, until, now=now), sweep_until=now if sweep else None,
                 workspaces_file=self.workspaces_file,
             ).as_dict()
         )

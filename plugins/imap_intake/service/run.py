@@ -65,12 +65,15 @@ def run_import(slug: str, *, now: dt.datetime, limit: int | None = None, workspa
         return import_pending(workspace, connection=connection, read=store.get, now=now, limit=limit)
 
 
-def parse_window(since: Any, until: Any) -> Window | None:
-    """A window from two ISO dates or datetimes (UTC when naive); both or neither."""
+def parse_window(since: Any, until: Any, *, now: dt.datetime | None = None) -> Window | None:
+    """A window from two ISO dates or datetimes (UTC when naive). Neither: no window. ``since`` alone
+    reaches up to ``now`` when it is given (the trigger form's "until" left empty)."""
     if not since and not until:
         return None
+    if not until and now is not None:
+        until = now
     if not since or not until:
-        raise ConfigError("a backfill needs both 'since' and 'until' (ISO dates, e.g. 2026-01-01)")
+        raise ConfigError("a backfill needs 'since' (and 'until', or up to now): ISO dates, e.g. 2026-01-01 (not retried)")
 
     def moment(name: str, value: Any) -> dt.datetime:
         if isinstance(value, dt.datetime):
