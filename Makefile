@@ -8,7 +8,7 @@ demo:
 	@$(PY) -m devstack demo
 
 test:
-	@bash scripts/bootstrap.sh
+	@WITH_BROWSER=1 bash scripts/bootstrap.sh
 	@bash scripts/test.sh
 
 airflow:

@@ -70,7 +70,7 @@ def main() -> None:
             "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port,
                                                        "login": postgres.user, "password": postgres.password,
                                                        "schema": postgres.database}),
-            "AIRFLOW_CONN_IMAP_BENCH": json.dumps({"conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
+            "AIRFLOW_CONN_IMAP_BENCH": json.dumps({"conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port,
                                                    "login": user, "password": dovecot.password,
                                                    "extra": {"ca_cert": dovecot.tls_files.ca_pem}}),
         }

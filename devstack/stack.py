@@ -43,8 +43,8 @@ def airflow_env(*, home: Path, dsn_parts: dict[str, Any], metadata_url: str, ima
         "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", **dsn_parts}),
         # The mailbox connections live in Airflow's metadata database (Admin > Connections shows and
         # edits them; devstack.__main__ writes them there): these two name them for prepare_airflow.
-        "IMAP_INTAKE_DEMO_CONNECTIONS": json.dumps({"imap_demo": {"conn_type": "imap_intake", **imap},
-                                                    "imap_demo_oauth": {"conn_type": "imap_intake", **imap_oauth}}),
+        "IMAP_INTAKE_DEMO_CONNECTIONS": json.dumps({"imap_demo": {"conn_type": "imapintake", **imap},
+                                                    "imap_demo_oauth": {"conn_type": "imapintake", **imap_oauth}}),
         "PYTHONPATH": str(ROOT),
     }
 

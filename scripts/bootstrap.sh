@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs, idempotently: Debian's postgresql and dovecot-imapd when
-# missing, uv, and .venv with the pinned lock plus this project (editable). Second runs are fast.
+# missing (and chromium with WITH_BROWSER=1, for make test), uv, and .venv with the pinned lock plus this project (editable). Second runs are fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,8 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need_debs=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_debs+=(dovecot-imapd)
+# The browser tests (make test) drive Debian's Chromium; the demo does not need it.
+if [ -n "${WITH_BROWSER:-}" ]; then command -v chromium >/dev/null 2>&1 || need_debs+=(chromium); fi
 if [ ${#need_debs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_debs[*]}"
   sudo_if_needed apt-get update -qq
@@ -36,5 +38,9 @@ python=$(command -v python3.11 || command -v python3)
 # Bytecode now: this environment may set PYTHONDONTWRITEBYTECODE, and Airflow then recompiles at every start.
 VIRTUAL_ENV=.venv uv pip install -q --compile-bytecode -r requirements.txt ${BENCH:+-r requirements-bench.txt}
 VIRTUAL_ENV=.venv uv pip install -q --no-deps -e .
+# The editable build leaves plugins/imap_intake.egg-info behind. Airflow puts the plugins folder on
+# sys.path, where that metadata is a second "imap-intake" distribution: its airflow.plugins entry
+# point would register the plugin twice (an import error in the UI). The installed dist-info is enough.
+rm -rf plugins/*.egg-info
 .venv/bin/python -m compileall -q -j 0 .venv/lib/python3.11/site-packages >/dev/null 2>&1 || true
 echo "$want" > "$stamp"

@@ -144,3 +144,11 @@ def append(dovecot: DovecotServer) -> Callable[..., None]:
         append_messages(dovecot, user, messages, folder=folder)
 
     return _append
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
+    """Keep each phase's report on the item (``item.rep_call``): fixtures can tell a failed test."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

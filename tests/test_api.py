@@ -18,7 +18,7 @@ def client(airflow_db):  # type: ignore[no-untyped-def]
 
 
 def test_connection_test_endpoint_returns_the_diagnosis(client, dovecot, mail_user) -> None:  # type: ignore[no-untyped-def]
-    body = {"connection_id": "probe", "conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
+    body = {"connection_id": "probe", "conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port,
             "login": mail_user, "password": "Bad-Password-Not-Shown-9", "extra": json.dumps({"ca_cert": dovecot.tls_files.ca_pem, "provider": "gmail"})}
     response = client.post("/api/v2/connections/test", json=body)
     assert response.status_code == 200
@@ -32,7 +32,9 @@ def test_connection_test_endpoint_returns_the_diagnosis(client, dovecot, mail_us
 
 def test_form_fields_are_declared(client) -> None:  # type: ignore[no-untyped-def]
     hooks = client.get("/ui/connections/hook_meta").json()
-    (ours,) = [h for h in hooks if h["connection_type"] == "imap_intake"]
+    (ours,) = [h for h in hooks if h["connection_type"] == "imapintake"]
+    (legacy,) = [h for h in hooks if h["connection_type"] == "imap_intake"]  # the earlier type name still has its form
+    assert legacy["extra_fields"].keys() == ours["extra_fields"].keys()
     assert {"provider", "encryption", "validate_certificate", "ca_cert", "cert_fingerprint", "folder", "address",
             "default_supplier", "timeout"} <= set(ours["extra_fields"])
     assert ours["extra_fields"]["encryption"]["value"] == "tls"

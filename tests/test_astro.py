@@ -33,7 +33,7 @@ def test_provider_identity_matches_pyproject_and_provider_info() -> None:
     info = get_provider_info()
     assert MANIFEST["provider"]["package"] == project["name"] == info["package-name"]
     assert project["entry-points"]["apache_airflow_provider"]["provider_info"] == MANIFEST["provider"]["entry_point"]
-    assert [c["connection-type"] for c in info["connection-types"]] == [MANIFEST["provider"]["connection_type"]]
+    assert [c["connection-type"] for c in info["connection-types"]] == [MANIFEST["provider"]["connection_type"], "imap_intake"]
 
 
 def _workspaces():  # type: ignore[no-untyped-def]
@@ -43,7 +43,7 @@ def _workspaces():  # type: ignore[no-untyped-def]
 
 def test_connections_pools_and_dags_match_the_workspaces() -> None:
     workspaces = _workspaces()
-    needed = {(w.imap_conn_id, "imap_intake") for w in workspaces} | {(w.postgres_conn_id, "postgres") for w in workspaces}
+    needed = {(w.imap_conn_id, "imapintake") for w in workspaces} | {(w.postgres_conn_id, "postgres") for w in workspaces}
     assert {(c["conn_id"], c["conn_type"]) for c in MANIFEST["connections"]} == needed
     assert {p["name"] for p in MANIFEST["pools"]} == {w.pool for w in workspaces}
     assert set(MANIFEST["dags"]) == {w.dag_id for w in workspaces}

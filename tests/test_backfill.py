@@ -37,6 +37,7 @@ def cluster(postgres, dovecot, tmp_path_factory) -> Iterator[tuple[AirflowCluste
         "IMAP_INTAKE_WORKSPACES_FILE": str(workspaces),
         "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port,
                                                    "login": postgres.user, "password": postgres.password, "schema": postgres.database}),
+        # The earlier connection type name: still read.
         "AIRFLOW_CONN_IMAP_BACKFILL": json.dumps({"conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port,
                                                   "login": user, "password": dovecot.password,
                                                   "extra": {"ca_cert": dovecot.tls_files.ca_pem}}),

@@ -35,7 +35,7 @@ def cli_env(dovecot, postgres, mail_user, tmp_path):  # type: ignore[no-untyped-
 
 
 def imap_conn(dovecot, user: str, password: str, **extra: object) -> str:  # type: ignore[no-untyped-def]
-    return json.dumps({"conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port, "login": user,
+    return json.dumps({"conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port, "login": user,
                        "password": password, "extra": {"ca_cert": dovecot.tls_files.ca_pem, **extra}})
 
 

@@ -165,7 +165,7 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
             pool: default_pool
     """))
     monkeypatch.setenv("AIRFLOW_CONN_IMAP_DAGTEST", json.dumps({
-        "conn_type": "imap_intake", "host": "127.0.0.1", "port": dovecot.tls_port, "login": mail_user,
+        "conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port, "login": mail_user,
         "password": dovecot.password, "extra": {"ca_cert": dovecot.tls_files.ca_pem, "validate_certificate": True}}))
     monkeypatch.setenv("AIRFLOW_CONN_IMAP_INTAKE_DB", json.dumps({
         "conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port, "login": postgres.user,
@@ -191,6 +191,14 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     assert counts == {"imported": 6, "no_supported_attachment": 2}
     assert db.execute("SELECT count(*) FROM imap_intake.purchase_order WHERE workspace='dagtest'").fetchone()[0] == 6
     assert flags(dovecot, mail_user) == before
+    from airflow.models.xcom import XComModel
+
+    poll_id = db.execute("SELECT max(id) FROM imap_intake.poll WHERE workspace='dagtest'").fetchone()[0]
+    with create_session() as session:  # the tasks' "Mail intake" extra links, as the UI reads them
+        links = dict(session.query(XComModel.task_id, XComModel.value).filter(
+            XComModel.run_id == run.run_id, XComModel.key == "_link_IntakeStatusLink").all())
+    assert links["poll_mailbox"] == f"/imap-intake/workspaces/dagtest/polls/{poll_id}"
+    assert links["import_orders_1"] == "/imap-intake/workspaces/dagtest"
 
     def events() -> list:  # type: ignore[type-arg]
         with create_session() as session:

@@ -138,7 +138,7 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     if unknown:
         raise _fail(where, f"unknown field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(KNOWN_FIELDS))}")
     if not item.get("imap_conn_id"):
-        raise _fail(where, "imap_conn_id is required: the id of an 'imap_intake' Airflow connection")
+        raise _fail(where, "imap_conn_id is required: the id of an 'imapintake' Airflow connection")
     if "start_date" not in item:
         raise _fail(where, "start_date is required: the first poll imports mail received from that date on")
     types = item.get("accepted_types", list(DEFAULT_TYPES))

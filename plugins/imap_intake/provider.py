@@ -1,10 +1,15 @@
-"""``get_provider_info()`` for the ``apache_airflow_provider`` entry point: the ``imap_intake`` connection type."""
+"""``get_provider_info()`` for the ``apache_airflow_provider`` entry point: the ``imapintake`` connection type."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from imap_intake import __version__
+
+# The connection type. It was "imap_intake" until Airflow's api-server warned, for every connection it
+# listed, that URI schemes may not contain "_" (RFC 3986); that name is still read (LegacyImapIntakeHook).
+CONN_TYPE = "imapintake"
+LEGACY_CONN_TYPE = "imap_intake"
 
 
 def _field(label: str, kind: str | list[str], *, default: Any = None, description: str | None = None, **schema: Any) -> dict[str, Any]:
@@ -71,22 +76,28 @@ def get_provider_info() -> dict[str, Any]:
         "hooks": [{"integration-name": "IMAP intake", "python-modules": ["imap_intake.hooks.imap"]}],
         "operators": [{"integration-name": "IMAP intake", "python-modules": ["imap_intake.operators.intake"]}],
         "connection-types": [
-            {
-                "hook-class-name": "imap_intake.hooks.imap.ImapIntakeHook",
-                "hook-name": "IMAP mailbox (imap-intake)",
-                "connection-type": "imap_intake",
-                "conn-fields": CONN_FIELDS,
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "extra"],
-                    "relabeling": {"login": "Username (mailbox address)",
-                                   "password": "Password / app password / client secret / JSON key / refresh token"},
-                    "placeholders": {
-                        "host": "imap.gmail.com",
-                        "port": "993",
-                        "login": "usually the full email address, e.g. orders@example.com",
-                        "password": "see Sign-in: a password, an app password, or the OAuth2 secret",
-                    },
-                },
-            }
+            _connection_type("imap_intake.hooks.imap.ImapIntakeHook", "IMAP mailbox (imap-intake)", CONN_TYPE),
+            _connection_type("imap_intake.hooks.imap.LegacyImapIntakeHook",
+                             "IMAP mailbox (imap-intake, old type name: prefer imapintake)", LEGACY_CONN_TYPE),
         ],
+    }
+
+
+def _connection_type(hook: str, name: str, conn_type: str) -> dict[str, Any]:
+    return {
+        "hook-class-name": hook,
+        "hook-name": name,
+        "connection-type": conn_type,
+        "conn-fields": CONN_FIELDS,
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "extra"],
+            "relabeling": {"login": "Username (mailbox address)",
+                           "password": "Password / app password / client secret / JSON key / refresh token"},
+            "placeholders": {
+                "host": "imap.gmail.com",
+                "port": "993",
+                "login": "usually the full email address, e.g. orders@example.com",
+                "password": "see Sign-in: a password, an app password, or the OAuth2 secret",
+            },
+        },
     }

@@ -21,7 +21,7 @@ def _connection(settings) -> str:  # type: ignore[no-untyped-def]
     extra = {"auth": oauth.kind, "ca_cert": settings.ca_cert, "client_id": oauth.client_id, "tenant_id": oauth.tenant_id,
              "token_url": oauth.token_url, "client_secret": oauth.client_secret, "scope": oauth.scope,
              "authority_host": oauth.authority_host, "timeout": 10}
-    return json.dumps({"conn_type": "imap_intake", "host": settings.host, "port": settings.port, "login": settings.username,
+    return json.dumps({"conn_type": "imapintake", "host": settings.host, "port": settings.port, "login": settings.username,
                        "password": oauth.secret, "extra": {k: v for k, v in extra.items() if v}})
 
 

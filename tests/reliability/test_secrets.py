@@ -26,12 +26,33 @@ def test_hook_registers_the_decrypted_password_with_the_masker(monkeypatch) -> N
     secret = "Masked-Mailbox-Password-77"
     envelope = KeyRing.from_env({"IMAP_INTAKE_KEYS": keys}).encrypt(secret, conn_id="imap_masked")
     monkeypatch.setenv("IMAP_INTAKE_KEYS", keys)
-    monkeypatch.setenv("AIRFLOW_CONN_IMAP_MASKED", json.dumps({"conn_type": "imap_intake", "host": "imap.example.com",
+    monkeypatch.setenv("AIRFLOW_CONN_IMAP_MASKED", json.dumps({"conn_type": "imapintake", "host": "imap.example.com",
                                                                 "login": "u@example.com", "password": envelope}))
     settings = ImapIntakeHook("imap_masked").get_settings()
     assert settings.password == secret
     assert secret not in str(redact(f"login failed for {secret}"))
     assert secret not in repr(settings)
+
+
+def test_only_secrets_are_registered_with_the_masker(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Folder, encryption, supplier and CA stay readable in task logs; the client secret does not."""
+    from airflow.sdk._shared.secrets_masker.secrets_masker import redact
+
+    from imap_intake.hooks.imap import ImapIntakeHook
+
+    extra = {"encryption": "tls", "provider": "gmail", "folder": "Purchase Orders", "default_supplier": "Nordwind Logistik",
+             "auth": "oauth2_refresh_token", "token_url": "https://login.example.test/token", "client_id": "intake-client-1",
+             "client_secret": "Client-Secret-Kept-Out-19"}
+    monkeypatch.setenv("AIRFLOW_CONN_IMAP_EXTRAS", json.dumps({"conn_type": "imapintake", "host": "imap.example.com", "port": 993,
+                                                               "login": "u@example.com", "password": "Refresh-Token-Kept-Out-23",
+                                                               "extra": extra}))
+    settings = ImapIntakeHook("imap_extras").get_settings()
+    assert settings.folder == "Purchase Orders"
+    # (Airflow itself hides values whose key names a secret, "token_url" included: not ours to change.)
+    line = "polling Purchase Orders over tls for Nordwind Logistik as intake-client-1, refresh token grant"
+    assert redact(line) == line
+    assert "Client-Secret-Kept-Out-19" not in str(redact("secret Client-Secret-Kept-Out-19"))
+    assert "Refresh-Token-Kept-Out-23" not in str(redact("token Refresh-Token-Kept-Out-23"))
 
 
 def test_password_is_nowhere_in_postgres(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,7 @@ The hook connects and nothing else: polling, extraction and the ledger live in `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,11 +13,13 @@ from typing import Any
 from airflow.sdk import BaseHook
 
 from imap_intake import crypto
+from imap_intake.airflow_connections import get_connection
 from imap_intake.exceptions import ConfigError, ImapIntakeError
 from imap_intake.imap.diagnose import diagnose
 from imap_intake.imap.mailbox import Mailbox
 from imap_intake.imap.presets import preset
-from imap_intake.imap.settings import ConnectionSettings, settings_from_fields
+from imap_intake.imap.settings import ConnectionSettings, settings_from_fields, unprefixed
+from imap_intake.provider import CONN_TYPE, LEGACY_CONN_TYPE
 
 
 def mask(secret: str) -> None:
@@ -39,7 +42,7 @@ def resolve_password(conn_id: str, password: str | None, *, mailbox: str | None 
 class ImapIntakeHook(BaseHook):
     conn_name_attr = "imap_conn_id"
     default_conn_name = "imap_intake_default"
-    conn_type = "imap_intake"
+    conn_type = CONN_TYPE
     hook_name = "IMAP mailbox (imap-intake)"
 
     def __init__(self, imap_conn_id: str = default_conn_name, **kwargs: Any) -> None:
@@ -47,38 +50,38 @@ class ImapIntakeHook(BaseHook):
         self.imap_conn_id = imap_conn_id
 
     def _connection(self) -> Any:
-        """The connection: through the Task SDK inside a task; outside one (the imap-intake command,
-        the API server) also from Airflow's metadata database, as ``airflow connections get`` does."""
+        """The connection, from the Task SDK, secrets backends or the metadata database."""
         try:
-            return self.get_connection(self.imap_conn_id)
-        except Exception as first:  # Airflow raises its own not-found type, which differs by context
-            import sys
-
-            in_task = hasattr(sys.modules.get("airflow.sdk.execution_time.task_runner"), "SUPERVISOR_COMMS")
-            if not in_task:
-                try:
-                    import warnings
-
-                    from airflow.models.connection import Connection as MetadataConnection
-
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", DeprecationWarning)
-                        return MetadataConnection.get_connection_from_secrets(self.imap_conn_id)
-                except Exception:  # noqa: BLE001 - not there either: the first error says what to do
-                    pass
+            return get_connection(self.imap_conn_id)
+        except Exception as exc:
             raise ConfigError(
                 f"connection '{self.imap_conn_id}' is not defined: add it in Admin > Connections "
-                f"(type 'imap_intake') or as AIRFLOW_CONN_{self.imap_conn_id.upper()}"
-            ) from first
+                f"(type '{CONN_TYPE}') or as AIRFLOW_CONN_{self.imap_conn_id.upper()}"
+            ) from exc
+
+    def _extra(self, conn: Any) -> dict[str, Any]:
+        """The extra fields, parsed here rather than by ``conn.extra_dejson``: that registers every
+        value with Airflow's secrets masker (``tls``, ``INBOX``, the supplier's name...), which then
+        stars them out of every task log and warns about short "secrets". Only secrets are registered
+        (the password and client secret, in ``resolve_password``)."""
+        if not conn.extra:
+            return {}
+        try:
+            extra = json.loads(conn.extra)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"connection '{self.imap_conn_id}': the Extra field is not valid JSON ({exc.msg}); "
+                              "fix it in Admin > Connections") from None
+        if not isinstance(extra, dict):
+            raise ConfigError(f"connection '{self.imap_conn_id}': the Extra field must be a JSON object")
+        return extra
 
     def get_settings(self) -> ConnectionSettings:
         conn = self._connection()
-        extra = dict(conn.extra_dejson)
-        host = conn.host or preset(str(extra.get("provider") or extra.get("extra__imap_intake__provider") or "")).host
+        extra = unprefixed(self._extra(conn))
+        host = conn.host or preset(str(extra.get("provider") or "")).host
         mailbox = crypto.mailbox_of(conn.login, host)
-        for key in ("client_secret", "extra__imap_intake__client_secret"):
-            if extra.get(key):
-                extra[key] = resolve_password(self.imap_conn_id, str(extra[key]), mailbox=mailbox)
+        if extra.get("client_secret"):
+            extra["client_secret"] = resolve_password(self.imap_conn_id, str(extra["client_secret"]), mailbox=mailbox)
         return settings_from_fields(
             self.imap_conn_id,
             host=conn.host,
@@ -107,3 +110,10 @@ class ImapIntakeHook(BaseHook):
 
     def _unnamed(self, message: str) -> str:
         return message.replace(f"connection '{self.imap_conn_id}'", "this connection")
+
+
+class LegacyImapIntakeHook(ImapIntakeHook):
+    """Connections saved under the old type name keep their form and their Test button."""
+
+    conn_type = LEGACY_CONN_TYPE
+    hook_name = "IMAP mailbox (imap-intake, old type name: prefer imapintake)"

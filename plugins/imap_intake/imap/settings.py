@@ -159,6 +159,11 @@ class ConnectionSettings:
         return None
 
 
+def unprefixed(extra: Mapping[str, Any]) -> dict[str, Any]:
+    """Extra fields without the ``extra__<conn type>__`` prefix older Airflow forms wrote."""
+    return {k.removeprefix("extra__imap_intake__").removeprefix("extra__imapintake__"): v for k, v in extra.items()}
+
+
 def settings_from_fields(
     conn_id: str,
     *,
@@ -169,7 +174,7 @@ def settings_from_fields(
     extra: Mapping[str, Any],
 ) -> ConnectionSettings:
     """Build settings from an Airflow connection's fields; provider presets fill the gaps."""
-    extra = {k.removeprefix("extra__imap_intake__"): v for k, v in extra.items()}
+    extra = unprefixed(extra)
     provider = str(extra.get("provider") or "generic").lower()
     if provider not in PRESETS:
         raise ConfigError(

@@ -15,6 +15,7 @@ from airflow.sdk.bases.skipmixin import SkipMixin
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from imap_intake.exceptions import ImapIntakeError
+from imap_intake.operators.links import IntakeStatusLink
 
 T = TypeVar("T")
 
@@ -58,6 +59,7 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
 
     template_fields: Sequence[str] = ("workspace", "since", "until")
     ui_color = "#e8f1fb"
+    operator_extra_links = (IntakeStatusLink(),)
 
     def __init__(self, *, workspace: str, workspaces_file: str | None = None, since: str | None = None,
                  until: str | None = None, **kwargs: Any) -> None:
@@ -66,6 +68,7 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
         self.workspaces_file = workspaces_file
         self.since = since
         self.until = until
+        self.poll_id: int | None = None  # set by execute: the extra link opens this poll's page
 
     def execute(self, context: Any) -> dict[str, object]:
         from imap_intake.service.run import parse_window, run_poll
@@ -79,6 +82,7 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
                 workspaces_file=self.workspaces_file,
             ).as_dict()
         )
+        self.poll_id = result.get("poll_id")  # type: ignore[assignment]
         if result.get("covered_by_scan") is not None:
             self.log.info("window covered by backfill scan %s: skipping the import tasks", result["covered_by_scan"])
             self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
@@ -90,6 +94,7 @@ class ImportOrdersOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("workspace",)
     ui_color = "#eef7ea"
+    operator_extra_links = (IntakeStatusLink(),)
 
     def __init__(self, *, workspace: str, workspaces_file: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -58,6 +58,7 @@ class PollResult:
     reread: int = 0
     covered_by_scan: int | None = None
     window: tuple[str, str] | None = None
+    poll_id: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -124,7 +125,7 @@ def poll(
     result = PollResult(workspace=workspace.slug, folder=folder, mode="backfill" if window else "poll")
     rules = rules_fingerprint(workspace, settings)
     with ledger.exclusive():
-        poll_id = ledger.start_poll("backfill" if window else "poll", now)
+        poll_id = result.poll_id = ledger.start_poll("backfill" if window else "poll", now)
         scan = window
         if window:
             result.window = (window.since.isoformat(), window.until.isoformat())

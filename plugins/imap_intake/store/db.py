@@ -33,14 +33,14 @@ def connect_dsn(dsn: str) -> psycopg.Connection:
 
 def dsn_for_connection(conn_id: str) -> str:
     """Build a libpq DSN from an Airflow ``postgres`` connection."""
-    from airflow.sdk import BaseHook
+    from imap_intake.airflow_connections import get_connection
 
     try:
-        conn = BaseHook.get_connection(conn_id)
+        conn = get_connection(conn_id)
     except Exception as exc:  # Airflow's not-found type differs between contexts
         raise ConfigError(
-            f"postgres connection '{conn_id}' is not defined: add it (type 'postgres') or set "
-            f"AIRFLOW_CONN_{conn_id.upper()}"
+            f"postgres connection '{conn_id}' is not defined: add it in Admin > Connections (type 'postgres') "
+            f"or set AIRFLOW_CONN_{conn_id.upper()}"
         ) from exc
     return make_conninfo(
         host=conn.host or "localhost", port=conn.port or 5432, user=conn.login or "",

@@ -1,10 +1,11 @@
-"""Read-only views of the ledger for ``imap-intake status`` and ``attachments``."""
+"""Read-only views of the ledger: ``imap-intake status`` and ``attachments``, and the status page in the Airflow UI."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 ATTACHMENT_FIELDS = (
@@ -71,3 +72,103 @@ def skipped(connection: psycopg.Connection, workspace: str, limit: int = 20) -> 
             "WHERE workspace=%s AND outcome <> 'imported' ORDER BY id DESC LIMIT %s",
             (workspace, limit),
         ).fetchall()
+
+
+# --- The status page (imap_intake.ui): one query function per view, read-only. ---------------------
+
+OUTCOMES = ("imported", "no_supported_attachment", "too_large", "unparseable", "duplicate", "not_routed", "failed")
+_POLL_COLUMNS = sql.SQL("id, mode, status, started_at, finished_at, since, until, fetched, imported, error")
+_MESSAGE_COLUMNS = sql.SQL("id, folder, uidvalidity, uid, message_id, internal_date, sender, subject, size, outcome, reason, "
+                           "supplier, supplier_rule, duplicate_of, poll_id, seen_at, reread_at")
+
+
+def workspace_summaries(connection: psycopg.Connection, workspaces: list[str]) -> dict[str, dict[str, Any]]:
+    """Per workspace: message outcomes, import states and the last poll (the index page)."""
+    with connection.cursor(row_factory=dict_row) as cur:
+        outcomes = cur.execute(
+            "SELECT workspace, outcome, count(*) AS n FROM imap_intake.message WHERE workspace = ANY(%s) GROUP BY 1, 2",
+            (workspaces,)).fetchall()
+        imports = cur.execute(
+            "SELECT workspace, import_status, count(*) AS n FROM imap_intake.attachment WHERE workspace = ANY(%s) GROUP BY 1, 2",
+            (workspaces,)).fetchall()
+        last = cur.execute(
+            sql.SQL("SELECT DISTINCT ON (workspace) workspace, {} FROM imap_intake.poll "
+                    "WHERE workspace = ANY(%s) ORDER BY workspace, id DESC").format(_POLL_COLUMNS), (workspaces,)).fetchall()
+    summary: dict[str, dict[str, Any]] = {w: {"outcomes": {}, "imports": {}, "last_poll": None} for w in workspaces}
+    for row in outcomes:
+        summary[row["workspace"]]["outcomes"][row["outcome"]] = row["n"]
+    for row in imports:
+        summary[row["workspace"]]["imports"][row["import_status"]] = row["n"]
+    for row in last:
+        summary[row["workspace"]]["last_poll"] = row
+    return summary
+
+
+def workspace_page(connection: psycopg.Connection, workspace: str, *, outcome: str | None = None,
+                   limit: int = 50) -> dict[str, Any]:
+    """Everything the workspace view shows: cursor, recent polls, outcomes, messages (optionally of
+    one outcome) with reasons, skipped parts, imports that failed or were quarantined, recent orders."""
+    with connection.cursor(row_factory=dict_row) as cur:
+        page: dict[str, Any] = {"workspace": workspace}
+        page["cursors"] = cur.execute(
+            "SELECT account, folder, uidvalidity, last_uid, updated_at FROM imap_intake.cursor WHERE workspace=%s ORDER BY folder",
+            (workspace,)).fetchall()
+        page["polls"] = cur.execute(
+            sql.SQL("SELECT {} FROM imap_intake.poll WHERE workspace=%s ORDER BY id DESC LIMIT 20").format(_POLL_COLUMNS),
+            (workspace,)).fetchall()
+        page["outcomes"] = {r["outcome"]: r["n"] for r in cur.execute(
+            "SELECT outcome, count(*) AS n FROM imap_intake.message WHERE workspace=%s GROUP BY 1 ORDER BY 1", (workspace,))}
+        page["imports"] = {r["import_status"]: r["n"] for r in cur.execute(
+            "SELECT import_status, count(*) AS n FROM imap_intake.attachment WHERE workspace=%s GROUP BY 1 ORDER BY 1", (workspace,))}
+        page["messages"] = cur.execute(
+            sql.SQL("SELECT {} FROM imap_intake.message WHERE workspace=%s AND (%s::text IS NULL OR outcome=%s) "
+                    "ORDER BY id DESC LIMIT %s").format(_MESSAGE_COLUMNS), (workspace, outcome, outcome, limit)).fetchall()
+        page["skipped_parts"] = cur.execute(
+            "SELECT s.message, m.uid, s.original_filename, s.kind, s.size, s.reason FROM imap_intake.skipped_part s "
+            "JOIN imap_intake.message m ON m.id = s.message WHERE m.workspace=%s ORDER BY s.id DESC LIMIT 20",
+            (workspace,)).fetchall()
+        page["import_problems"] = cur.execute(
+            "SELECT id, message, original_filename, import_status, attempts, last_error, last_attempt_at "
+            "FROM imap_intake.attachment WHERE workspace=%s AND import_status IN ('failed', 'quarantined') ORDER BY id DESC LIMIT 50",
+            (workspace,)).fetchall()
+        page["orders"] = cur.execute(
+            "SELECT o.id, o.message, o.order_number, o.order_date, o.supplier, o.format, o.currency, o.total, o.needs_review, "
+            "o.review_reason, a.original_filename, (SELECT count(*) FROM imap_intake.purchase_order_line l "
+            "WHERE l.purchase_order = o.id) AS lines FROM imap_intake.purchase_order o "
+            "JOIN imap_intake.attachment a ON a.id = o.attachment WHERE o.workspace=%s ORDER BY o.id DESC LIMIT 20",
+            (workspace,)).fetchall()
+    return page
+
+
+def message_page(connection: psycopg.Connection, workspace: str, message_id: int) -> dict[str, Any] | None:
+    """One message with its stored attachments (and their import state), skipped parts and orders."""
+    with connection.cursor(row_factory=dict_row) as cur:
+        message = cur.execute(sql.SQL("SELECT {} FROM imap_intake.message WHERE workspace=%s AND id=%s").format(_MESSAGE_COLUMNS),
+                              (workspace, message_id)).fetchone()
+        if message is None:
+            return None
+        attachments_ = cur.execute(
+            "SELECT id, part_index, original_filename, filename, content_type, kind, sha256, size, storage_uri, supplier, "
+            "import_status, attempts, last_error, imported_at FROM imap_intake.attachment WHERE message=%s ORDER BY part_index",
+            (message_id,)).fetchall()
+        skipped_ = cur.execute(
+            "SELECT original_filename, kind, size, reason FROM imap_intake.skipped_part WHERE message=%s ORDER BY id",
+            (message_id,)).fetchall()
+        orders = cur.execute(
+            "SELECT id, attachment, order_number, order_date, supplier, format, currency, total, needs_review, review_reason, "
+            "(SELECT count(*) FROM imap_intake.purchase_order_line l WHERE l.purchase_order = o.id) AS lines "
+            "FROM imap_intake.purchase_order o WHERE message=%s ORDER BY id", (message_id,)).fetchall()
+    return {"workspace": workspace, "message": message, "attachments": attachments_, "skipped_parts": skipped_, "orders": orders}
+
+
+def poll_page(connection: psycopg.Connection, workspace: str, poll_id: int) -> dict[str, Any] | None:
+    """One poll (the poll task's extra link) and the messages it recorded."""
+    with connection.cursor(row_factory=dict_row) as cur:
+        poll = cur.execute(sql.SQL("SELECT {}, account, folder FROM imap_intake.poll WHERE workspace=%s AND id=%s").format(_POLL_COLUMNS),
+                           (workspace, poll_id)).fetchone()
+        if poll is None:
+            return None
+        messages = cur.execute(
+            sql.SQL("SELECT {} FROM imap_intake.message WHERE workspace=%s AND poll_id=%s ORDER BY id LIMIT 500").format(_MESSAGE_COLUMNS),
+            (workspace, poll_id)).fetchall()
+    return {"workspace": workspace, "poll": poll, "messages": messages}

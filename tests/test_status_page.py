@@ -1,0 +1,197 @@
+"""The status page in the Airflow UI, through a real api-server with a real login, and in Chromium.
+
+The demo mailbox (8 messages) is polled and imported with the `imap-intake` command into a ledger
+of its own; the api-server (simple auth manager, one user, a known password) serves Airflow's UI
+and our plugin. Screenshots land in $IMAP_INTAKE_ARTIFACTS (default .local/artifacts/ui).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from devstack.airflow_cluster import VENV_BIN, AirflowCluster
+from devstack.samples import demo_mailbox
+from tests.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.airflow]
+PASSWORD = f"ui-{secrets.token_hex(6)}"
+ARTIFACTS = Path(os.environ.get("IMAP_INTAKE_ARTIFACTS") or ROOT / ".local" / "artifacts" / "ui")
+
+
+@dataclass
+class UiStack:
+    airflow: AirflowCluster
+    env: dict[str, str]
+    ledger_dsn: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.airflow.api_port}"
+
+
+@pytest.fixture(scope="module")
+def ui(postgres, dovecot, tmp_path_factory) -> Iterator[UiStack]:  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("ui")
+    user = f"ui{secrets.token_hex(3)}@example.test"
+    dovecot.add_user(user)
+    from devstack.dovecot import append_messages
+
+    append_messages(dovecot, user, demo_mailbox(user))
+    ledger = f"ui_ledger_{secrets.token_hex(3)}"
+    postgres.create_database(ledger)
+    assert dovecot.tls_files is not None
+    passwords = root / "passwords.json"
+    passwords.write_text(json.dumps({"admin": PASSWORD}))
+    env = {
+        "IMAP_INTAKE_WORKSPACES_FILE": str(ROOT / "include" / "workspaces.yaml"),  # the demo workspace itself
+        "IMAP_INTAKE_STORAGE_BASE": f"file://{root}/store",
+        "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port,
+                                                   "login": postgres.user, "password": postgres.password, "schema": ledger}),
+        "AIRFLOW_CONN_IMAP_DEMO": json.dumps({"conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port,
+                                              "login": user, "password": dovecot.password,
+                                              "extra": {"ca_cert": dovecot.tls_files.ca_pem, "default_supplier": "Unassigned supplier"}}),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+    }
+    airflow = AirflowCluster.create(root / "airflow", postgres.create_database(f"airflow_ui_{secrets.token_hex(3)}"),
+                                    extra_env=env, components=("api-server",))
+    for command in (["poll", "demo"], ["import", "demo"]):
+        done = subprocess.run([str(VENV_BIN / "imap-intake"), *command], env=airflow.env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
+    airflow.migrate()
+    airflow.start()
+    try:
+        yield UiStack(airflow, env, postgres.dsn.rsplit("/", 1)[0] + "/" + ledger)
+    finally:
+        airflow.stop()
+
+
+def _get(url: str, accept: str) -> tuple[int, str, str]:
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(urllib.request.Request(url, headers={"Accept": accept}), timeout=30) as response:
+            return response.status, response.headers.get("Location", ""), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Location", ""), exc.read().decode()
+
+
+def test_the_status_page_needs_a_login(ui: UiStack) -> None:
+    status, location, _ = _get(f"{ui.url}/imap-intake/workspaces/demo", "text/html")
+    assert status == 303 and "/auth/login" in location and "next=" in location  # a browser is sent to the login
+    status, _, body = _get(f"{ui.url}/imap-intake/workspaces/demo", "application/json")
+    assert status == 401 and "demo" not in body  # a script gets 401 and no data
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("Debian's chromium is missing: make test installs it (WITH_BROWSER=1 scripts/bootstrap.sh)")
+    from playwright.sync_api import sync_playwright
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(
+            executable_path=chromium, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture()
+def page(browser, request):  # type: ignore[no-untyped-def]
+    """A fresh page; on failure its screenshot is kept as failed-<test>.png."""
+    opened = browser.new_page(viewport={"width": 1400, "height": 1000})
+    yield opened
+    report = getattr(request.node, "rep_call", None)
+    if report is None or report.failed:
+        opened.screenshot(path=str(ARTIFACTS / f"failed-{request.node.name}.png"), full_page=True)
+    opened.close()
+
+
+def _login(page, ui: UiStack, target: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{ui.url}{target}")
+    page.wait_for_url("**/auth/login**")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"**{target}")
+
+
+def test_a_logged_in_user_sees_every_message_with_its_reason_and_the_orders(ui: UiStack, page) -> None:  # type: ignore[no-untyped-def]
+    _login(page, ui, "/imap-intake/")
+    row = page.locator("table.workspaces tr", has_text="demo")
+    assert "Demo mailbox" in row.inner_text()
+    page.screenshot(path=str(ARTIFACTS / "01-index.png"), full_page=True)
+    row.get_by_role("link", name="demo").click()
+    page.wait_for_url("**/imap-intake/workspaces/demo")
+    messages = page.locator("table.messages tr").filter(has=page.locator("td"))
+    shown = sorted((int(r.locator("td").nth(0).inner_text()), r.locator("td").nth(4).inner_text().strip(),
+                    r.locator("td").nth(5).inner_text().strip()) for r in messages.all())
+    import psycopg
+
+    with psycopg.connect(ui.ledger_dsn) as ledger:
+        recorded = sorted(ledger.execute("SELECT uid, outcome, reason FROM imap_intake.message WHERE workspace='demo'").fetchall())
+        order_count = ledger.execute("SELECT count(*) FROM imap_intake.purchase_order WHERE workspace='demo'").fetchone()
+    assert len(shown) == 8 and shown == [(int(u), o, r) for u, o, r in recorded]  # every message, its outcome and why
+    orders = page.locator("h2:has-text('Recent purchase orders') + table tr").filter(has=page.locator("td"))
+    assert order_count is not None and orders.count() == order_count[0] == 6
+    page.screenshot(path=str(ARTIFACTS / "02-workspace.png"), full_page=True)
+    skipped = messages.filter(has_not_text="imported").first
+    reason = skipped.locator("td.reason").inner_text()
+    assert reason.strip()
+    skipped.locator("td").nth(3).get_by_role("link").click()
+    page.wait_for_url("**/messages/*")
+    assert reason.strip() in page.locator("dl.facts").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "03-message.png"), full_page=True)
+    page.go_back()
+    imported = messages.filter(has_text="imported").first
+    imported.locator("td").nth(3).get_by_role("link").click()
+    page.wait_for_url("**/messages/*")
+    assert page.locator("table.attachments tr").filter(has=page.locator("td")).count() >= 1
+    assert "file://" in page.locator("table.attachments").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "04-message-attachments.png"), full_page=True)
+    page.get_by_role("link", name="poll").first.click()
+    page.wait_for_url("**/polls/*")
+    assert page.locator("table.messages tr").filter(has=page.locator("td")).count() == 8
+
+
+def test_the_menu_shows_the_page_inside_airflow_and_the_pem_field_is_multiline(ui: UiStack, page) -> None:  # type: ignore[no-untyped-def]
+    _login(page, ui, "/plugin/mail-intake")
+    frame = page.frame_locator("iframe")
+    frame.locator("table.workspaces").wait_for()
+    assert "demo" in frame.locator("table.workspaces").inner_text()
+    page.screenshot(path=str(ARTIFACTS / "05-inside-airflow.png"), full_page=True)
+    page.goto(f"{ui.url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.get_by_role("combobox").first.click()
+    page.get_by_role("option", name="IMAP mailbox (imap-intake)", exact=True).click()
+    page.get_by_role("button", name="Extra Fields", exact=True).click()
+    # The field of the row labelled "CA certificate (PEM)": a textarea, not a one-line input.
+    field = page.locator("xpath=//*[normalize-space(text())='CA certificate (PEM)']/ancestor::*[.//textarea or .//input][1]")
+    field = field.locator("textarea, input").first
+    field.scroll_into_view_if_needed()
+    assert field.evaluate("e => e.tagName") == "TEXTAREA"
+    field.fill("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
+    assert field.input_value().count("\n") == 2  # the newlines of a pasted PEM survive
+    page.screenshot(path=str(ARTIFACTS / "06-connection-form.png"), full_page=True)
