@@ -96,7 +96,7 @@ def run_poll(stack: Stack, workspace, settings):  # type: ignore[no-untyped-def]
     with db.connect_dsn(stack.postgres.dsn) as connection:
         db.migrate(connection)
         started = time.perf_counter()
-        result = poll(workspace, settings, connection=connection, now=NOW, store=lambda a: store.put(a.data, a.sha256))
+        result = poll(workspace, settings, connection=connection, now=NOW, store=store)
         return time.perf_counter() - started, result
 
 

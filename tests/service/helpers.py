@@ -18,7 +18,7 @@ NOW = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 def run(workspace: Workspace, settings: ConnectionSettings, connection: psycopg.Connection, *, window: Window | None = None) -> PollResult:
     store = AttachmentStore(workspace.storage_base)
     return poll(workspace, settings, connection=connection, now=NOW, window=window,
-                store=lambda a: store.put(a.data, a.sha256))
+                store=store)
 
 
 def attachment_rows(connection: psycopg.Connection, workspace: str) -> list[tuple[str, str, int]]:

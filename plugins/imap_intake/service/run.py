@@ -39,7 +39,7 @@ def _mailbox_job(slug: str, workspaces_file: str | Path | None) -> Iterator[tupl
     workspace = get_workspace(slug, workspaces_file)
     settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
     store = AttachmentStore(workspace.storage_base)
-    calls = {"store": lambda attachment: store.put(attachment.data, attachment.sha256), "probe_store": store.probe}
+    calls = {"store": store, "probe_store": store.probe}  # staged per batch, durable before each COMMIT
     with _ledger(workspace.postgres_conn_id) as connection:
         yield workspace, settings, calls, connection
 

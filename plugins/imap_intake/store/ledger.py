@@ -100,6 +100,23 @@ def lock_key(account: str, folder: str) -> int:
     return int.from_bytes(digest[:8], "big", signed=True)
 
 
+@contextmanager
+def durable_transaction(connection: psycopg.Connection, store: object) -> Iterator[None]:
+    """One transaction whose staged attachment files (``store.settle``) are made durable just before
+    COMMIT, and dropped (``store.discard``) when it rolls back. A plain callable store has neither."""
+    try:
+        with connection.transaction():
+            yield
+            settle = getattr(store, "settle", None)
+            if settle is not None:
+                settle()
+    except BaseException:
+        discard = getattr(store, "discard", None)
+        if discard is not None:
+            discard()
+        raise
+
+
 class Ledger:
     def __init__(self, connection: psycopg.Connection, *, workspace: str, account: str, folder: str) -> None:
         self.connection = connection
@@ -185,7 +202,7 @@ class Ledger:
         for record in records:
             one = BatchResult()  # counted only once its transaction commits
             try:
-                with self.connection.transaction():
+                with durable_transaction(self.connection, store):
                     self._record_one(record, store=store, poll_id=poll_id, result=one)
             except Exception as exc:
                 if is_transient(exc) or self.connection.broken or self.connection.closed:
@@ -195,7 +212,7 @@ class Ledger:
                         raise  # no way to tell a refused object from a store that is down: retry later
                     probe_store()  # raises StorageError when the store itself is down: retried later
                 one = BatchResult()
-                with self.connection.transaction():
+                with durable_transaction(self.connection, store):
                     self._record_one(failed_record(record, exc), store=store, poll_id=poll_id, result=one)
             result.add(one)
         if advance_to is not None:
@@ -213,7 +230,7 @@ class Ledger:
     ) -> BatchResult:
         """Record a batch and move the cursor, all or nothing. ``store`` writes bytes, returns a URI."""
         result = BatchResult()
-        with self.connection.transaction():
+        with durable_transaction(self.connection, store):
             for record in records:
                 self._record_one(record, store=store, poll_id=poll_id, result=result)
             if advance_to is not None:
@@ -298,7 +315,7 @@ class Ledger:
         attachment twice; a message that turns out to be a copy of one already recorded becomes
         a duplicate of it.
         """
-        with self.connection.transaction():
+        with durable_transaction(self.connection, store):
             try:
                 with self.connection.transaction():
                     self.connection.execute(

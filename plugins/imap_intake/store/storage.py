@@ -1,19 +1,49 @@
 """Content-addressed attachment storage through Airflow's ObjectStoragePath.
 
-``<base>/sha256/ab/abcdef...``: the same bytes are stored once, whatever their name. A write
-goes to a temporary name first and is renamed into place, so a crash never leaves a short
-file under a final name. A ``file://`` base is written with plain file calls (the same layout):
-ObjectStoragePath's per-call overhead cost ~5 ms a file, more than parsing the message.
+``<base>/sha256/ab/abcdef...``: the same bytes are stored once, whatever their name. A ``file://``
+base is written with plain file calls (the same layout): ObjectStoragePath's per-call overhead
+cost ~5 ms a file, more than parsing the message.
+
+Durability is per batch, not per file: the ledger's ``store`` callable (the store itself, ``stage``)
+writes each attachment to a temporary name, and ``settle`` (called by the ledger just before the
+batch's COMMIT) fsyncs those files together, in parallel, renames them into place and fsyncs the
+directories that gained entries. ``put`` is stage + settle, for a single file. Staged files wait in
+``<base>/.staging/`` named after host and process, so a batch killed before its COMMIT leaves nothing
+under ``sha256/``, and the next store opened on that host removes what dead processes left there. A final name
+therefore only ever holds bytes that reached the disk, and no ledger row points at a file whose
+directory entry could still be lost. ``discard`` drops the temporary files of a batch that rolled back.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from imap_intake.exceptions import StorageError
+
+_SYNC_THREADS = 8
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class AttachmentStore:
@@ -21,10 +51,19 @@ class AttachmentStore:
         self.base = base.rstrip("/")
         self._local: Path | None = Path(self.base.removeprefix("file://")) if self.base.startswith("file:///") else None
         self._root: Any = None
-        if self._local is None:
+        self._pending: list[tuple[Path, Path]] = []  # (temporary, final) written since the last settle
+        self._new_dirs: set[Path] = set()
+        self._host = socket.gethostname().replace(".", "_")
+        if self._local is not None:
+            self._sweep_staging()
+        else:
             from airflow.sdk import ObjectStoragePath
 
             self._root = ObjectStoragePath(self.base, conn_id=conn_id) if conn_id else ObjectStoragePath(self.base)
+
+    def __call__(self, attachment: Any) -> str:
+        """The ledger's ``store`` callable: stage an attachment (durable at ``settle``), return its URI."""
+        return self.stage(attachment.data, attachment.sha256)
 
     def uri_for(self, sha256: str) -> str:
         return f"{self.base}/sha256/{sha256[:2]}/{sha256}"
@@ -33,22 +72,98 @@ class AttachmentStore:
         root = self._local if self._local is not None else self._root
         return root / "sha256" / sha256[:2] / sha256
 
-    def put(self, data: bytes, sha256: str) -> str:
+    def put(self, data: bytes | memoryview, sha256: str) -> str:
+        """Write one attachment and make it durable now."""
+        uri = self.stage(data, sha256)
+        self.settle()
+        return uri
+
+    def stage(self, data: bytes | memoryview, sha256: str) -> str:
+        """Write an attachment under a temporary name; ``settle`` puts it in place durably."""
         path = self._path(sha256)
         try:
             if path.exists() and path.stat().st_size == len(data):
                 return self.uri_for(sha256)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            temporary = path.parent / f".{sha256}.{uuid.uuid4().hex}.tmp"
-            with temporary.open("wb") as handle:
+            if self._local is None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.parent / f".{sha256}.{uuid.uuid4().hex}.tmp"
+                with temporary.open("wb") as handle:
+                    handle.write(data)
+                temporary.rename(path)
+                return self.uri_for(sha256)
+            self._make_dirs(path.parent)
+            staging = self._local / ".staging"
+            staging.mkdir(exist_ok=True)
+            temporary = staging / f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+            with open(temporary, "wb") as handle:
                 handle.write(data)
-                if self._local is not None:
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            temporary.rename(path)
+            self._pending.append((temporary, path))
         except OSError as exc:
             raise StorageError(f"cannot write attachment {sha256} under {self.base}: {exc}; check the storage base and its permissions") from exc
         return self.uri_for(sha256)
+
+    def _sweep_staging(self) -> None:
+        """Remove staged files of this host's processes that no longer run (killed mid-batch)."""
+        assert self._local is not None
+        try:
+            entries = list(os.scandir(self._local / ".staging"))
+        except OSError:
+            return
+        for entry in entries:
+            host, _, rest = entry.name.partition(".")
+            pid = rest.partition(".")[0]
+            if host != self._host or not pid.isdigit() or _alive(int(pid)):
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError:
+                pass
+
+    def _make_dirs(self, directory: Path) -> None:
+        missing = []
+        while not directory.exists():
+            missing.append(directory)
+            directory = directory.parent
+        for created in reversed(missing):
+            created.mkdir(exist_ok=True)
+            self._new_dirs.add(created)
+
+    def settle(self) -> None:
+        """Make every attachment written since the last call durable under its final name."""
+        if not self._pending and not self._new_dirs:
+            return
+        pending, new_dirs = self._pending, self._new_dirs
+        self._pending, self._new_dirs = [], set()
+        try:
+            temporaries = [temporary for temporary, _ in pending]
+            if len(temporaries) > 1:
+                with ThreadPoolExecutor(max_workers=min(_SYNC_THREADS, len(temporaries))) as pool:
+                    list(pool.map(_fsync, temporaries))
+            elif temporaries:
+                _fsync(temporaries[0])
+            for temporary, final in pending:
+                temporary.rename(final)
+            # The directories that gained a name, and the parents of those that were created.
+            directories = {final.parent for _, final in pending} | {d.parent for d in new_dirs} | new_dirs
+            for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+                _fsync(directory)
+        except OSError as exc:
+            self._remove(pending)
+            raise StorageError(f"cannot make attachments durable under {self.base}: {exc}; check the storage base "
+                               "(mounted, writable, room left)") from exc
+
+    def discard(self) -> None:
+        """Forget what was written since the last settle (its batch rolled back)."""
+        pending, self._pending, self._new_dirs = self._pending, [], set()
+        self._remove(pending)
+
+    @staticmethod
+    def _remove(pending: list[tuple[Path, Path]]) -> None:
+        for temporary, _ in pending:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     def probe(self) -> None:
         """Raise ``StorageError`` when the store cannot take a write now (down, full, no rights).

@@ -1,0 +1,86 @@
+"""Attachment storage: content-addressed, durable per batch (files and directory entries fsynced
+before the ledger commits), nothing under a final name that did not reach the disk."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from imap_intake.exceptions import StorageError
+from imap_intake.store.storage import AttachmentStore
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _finals(root: Path) -> list[Path]:
+    return sorted(p for p in (root / "sha256").rglob("*") if p.is_file())
+
+
+def _temporaries(root: Path) -> list[Path]:
+    return sorted(root.rglob("*.tmp"))
+
+
+def test_a_batch_is_staged_then_fsynced_and_renamed_together_with_its_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    store = AttachmentStore(f"file://{tmp_path}")
+    blobs = [b"po one", b"po two", b"po three"]
+    uris = [store.stage(blob, _sha(blob)) for blob in blobs]
+    assert _finals(tmp_path) == [] and len(_temporaries(tmp_path)) == 3  # nothing under a final name yet
+    store.settle()
+    assert _temporaries(tmp_path) == []
+    assert [Path(u.removeprefix("file://")).read_bytes() for u in uris] == blobs
+    files = [s for s in synced if ".tmp" in s]
+    directories = {s for s in synced if Path(s).is_dir()}
+    assert len(files) == 3  # each file's data before its rename ...
+    assert {str(Path(u.removeprefix("file://")).parent) for u in uris} <= directories  # ... then the new entries
+    assert str(tmp_path / "sha256") in directories  # and the directories created for them
+
+
+def test_a_rolled_back_batch_leaves_no_file_and_the_same_bytes_are_stored_once(tmp_path: Path) -> None:
+    store = AttachmentStore(f"file://{tmp_path}")
+    store.stage(b"rolled back", _sha(b"rolled back"))
+    store.discard()
+    assert _finals(tmp_path) == [] and _temporaries(tmp_path) == []
+    first = store.put(b"same bytes", _sha(b"same bytes"))
+    again = store.put(b"same bytes", _sha(b"same bytes"))
+    assert first == again and len(_finals(tmp_path)) == 1
+
+
+def test_a_store_that_cannot_settle_raises_and_keeps_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = AttachmentStore(f"file://{tmp_path}")
+    store.stage(b"no room", _sha(b"no room"))
+
+    def full(descriptor: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(StorageError, match="cannot make attachments durable"):
+        store.settle()
+    assert _finals(tmp_path) == [] and _temporaries(tmp_path) == []
+
+
+def test_what_a_killed_batch_staged_is_removed_by_the_next_store_on_the_host(tmp_path: Path) -> None:
+    import socket
+
+    host = socket.gethostname().replace(".", "_")
+    staging = tmp_path / ".staging"
+    staging.mkdir()
+    leftover = staging / f"{host}.{2**22 + 7}.abc.tmp"  # beyond Linux's pid_max: no such process
+    mine = staging / f"{host}.{os.getpid()}.def.tmp"  # a live process's batch in flight
+    other_host = staging / f"elsewhere.{2**22 + 7}.ghi.tmp"  # another machine's: not ours to judge
+    for path in (leftover, mine, other_host):
+        path.write_bytes(b"staged")
+    AttachmentStore(f"file://{tmp_path}")
+    assert not leftover.exists() and mine.exists() and other_host.exists()
