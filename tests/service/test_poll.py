@@ -132,14 +132,15 @@ from devstack.dovecot import DovecotServer
 from imap_intake.store import db as store_db
 import imap_intake.store.ledger as ledger
 stored = 0
-original = ledger.Ledger._record_one
-def record_then_die(self, record, **kwargs):
+original = ledger.Ledger._attachment_rows  # once per message recorded, its files staged
+def record_then_die(self, message, record, store):
     global stored
-    original(self, record, **kwargs)
+    rows = original(self, message, record, store)
     stored += 1
     if stored == {kill_after}:
         os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction, mid-batch
-ledger.Ledger._record_one = record_then_die
+    return rows
+ledger.Ledger._attachment_rows = record_then_die
 server = DovecotServer(root=__import__('pathlib').Path({root_dir!r}), port={port}, tls_port={tls_port}, password={password!r})
 from devstack.tls import TlsFiles
 from pathlib import Path

@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 
@@ -228,74 +229,122 @@ class Ledger:
         advance_to: Cursor | None,
         poll_id: int | None = None,
     ) -> BatchResult:
-        """Record a batch and move the cursor, all or nothing. ``store`` writes bytes, returns a URI."""
+        """Record a batch and move the cursor, all or nothing. ``store`` writes bytes, returns a URI.
+
+        Set-based: one pipelined ``executemany`` per table, in UID order, so each row still meets
+        the unique keys in turn (a copy later in the batch conflicts with its first sighting and
+        takes the duplicate path) at a fraction of the round trips."""
         result = BatchResult()
         with durable_transaction(self.connection, store):
-            for record in records:
-                self._record_one(record, store=store, poll_id=poll_id, result=result)
+            ids = self._insert_messages([(r, r.outcome, r.reason, None) for r in records], poll_id)
+            attachments: list[tuple[Any, ...]] = []
+            skipped: list[tuple[Any, ...]] = []
+            for record, message in zip(records, ids, strict=True):
+                if message is None:
+                    self._conflict(record, poll_id, result)
+                    continue
+                result.recorded += 1
+                result.count(record.outcome)
+                attachments += self._attachment_rows(message, record, store)
+                skipped += self._skipped_rows(message, record)
+            self._insert_attachments(attachments, result)
+            self._insert_skipped(skipped)
             if advance_to is not None:
                 self._advance_cursor(advance_to)
         return result
 
-    def _insert_message(self, record: MessageRecord, outcome: str, reason: str, duplicate_of: int | None, poll_id: int | None) -> int | None:
-        row = self.connection.execute(
-            """
-            INSERT INTO imap_intake.message (workspace, account, folder, uidvalidity, uid, internal_date, size, outcome,
-                duplicate_of, poll_id, fingerprint, message_id, sender, subject, reason, supplier, supplier_rule)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-            ON CONFLICT DO NOTHING RETURNING id
-            """,
+    _INSERT_MESSAGE = """
+        INSERT INTO imap_intake.message (workspace, account, folder, uidvalidity, uid, internal_date, size, outcome,
+            duplicate_of, poll_id, fingerprint, message_id, sender, subject, reason, supplier, supplier_rule)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT DO NOTHING RETURNING id
+    """
+    _INSERT_ATTACHMENT = """
+        INSERT INTO imap_intake.attachment (workspace, message, fingerprint, part_index,
+            original_filename, filename, content_type, kind, sha256, size, storage_uri, supplier)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        ON CONFLICT (workspace, fingerprint, part_index) DO NOTHING RETURNING id
+    """
+    _INSERT_SKIPPED = "INSERT INTO imap_intake.skipped_part (message, original_filename, kind, size, reason) VALUES (%s, %s, %s, %s, %s)"
+
+    def _returning_ids(self, query: str, rows: Sequence[tuple[Any, ...]]) -> list[int | None]:
+        """``executemany`` (pipelined by psycopg) with one RETURNING id per row, None where a
+        conflict inserted nothing."""
+        if not rows:
+            return []
+        ids: list[int | None] = []
+        with self.connection.cursor() as cur:
+            cur.executemany(query, rows, returning=True)  # type: ignore[arg-type]  # our constant SQL
+            while True:
+                row = cur.fetchone()
+                ids.append(int(row[0]) if row else None)
+                if not cur.nextset():
+                    break
+        return ids
+
+    def _insert_messages(self, rows: Sequence[tuple[MessageRecord, str, str, int | None]], poll_id: int | None) -> list[int | None]:
+        return self._returning_ids(self._INSERT_MESSAGE, [
             (self.workspace, self.account, self.folder, record.uidvalidity, record.uid, record.internal_date, record.size,
-             outcome, duplicate_of, poll_id, *_text_columns(record, reason)),
+             outcome, duplicate_of, poll_id, *_text_columns(record, reason))
+            for record, outcome, reason, duplicate_of in rows
+        ])
+
+    def _conflict(self, record: MessageRecord, poll_id: int | None, result: BatchResult) -> None:
+        """A message row that inserted nothing: this UID is already known, or it is a copy."""
+        if self.known_uids(record.uidvalidity, [record.uid]):
+            result.already_known += 1
+            return
+        first = self.connection.execute(
+            "SELECT id, uidvalidity, uid FROM imap_intake.message WHERE workspace=%s AND fingerprint=%s AND outcome <> 'duplicate'",
+            (self.workspace, record.fingerprint),
         ).fetchone()
-        return int(row[0]) if row else None
+        reason = (
+            f"already recorded as message {first[0]} (UIDVALIDITY {first[1]}, UID {first[2]})" if first
+            else "already recorded"
+        )
+        if self._insert_messages([(record, "duplicate", reason, first[0] if first else None)], poll_id) != [None]:
+            result.duplicates += 1
+            result.count("duplicate")
 
     def _record_one(self, record: MessageRecord, *, store: Callable[[Attachment], str], poll_id: int | None, result: BatchResult) -> None:
-        message = self._insert_message(record, record.outcome, record.reason, None, poll_id)
+        (message,) = self._insert_messages([(record, record.outcome, record.reason, None)], poll_id)
         if message is None:
-            if self.known_uids(record.uidvalidity, [record.uid]):
-                result.already_known += 1
-                return
-            first = self.connection.execute(
-                "SELECT id, uidvalidity, uid FROM imap_intake.message WHERE workspace=%s AND fingerprint=%s AND outcome <> 'duplicate'",
-                (self.workspace, record.fingerprint),
-            ).fetchone()
-            reason = (
-                f"already recorded as message {first[0]} (UIDVALIDITY {first[1]}, UID {first[2]})" if first
-                else "already recorded"
-            )
-            if self._insert_message(record, "duplicate", reason, first[0] if first else None, poll_id) is not None:
-                result.duplicates += 1
-                result.count("duplicate")
+            self._conflict(record, poll_id, result)
             return
         result.recorded += 1
         result.count(record.outcome)
         self._attach(message, record, store=store, result=result)
 
+    def _attachment_rows(self, message: int, record: MessageRecord, store: Callable[[Attachment], str]) -> list[tuple[Any, ...]]:
+        """The attachment rows of an imported message, each written to the store first."""
+        if record.outcome != "imported":
+            return []
+        return [
+            (self.workspace, message, storable(record.fingerprint, 200), attachment.index,
+             storable(attachment.original_filename, 1000), storable(attachment.filename, 255),
+             storable(attachment.declared_type, 255), attachment.kind, attachment.sha256,
+             attachment.size, store(attachment), storable_or_none(record.supplier, 200))
+            for attachment in record.attachments
+        ]
+
+    @staticmethod
+    def _skipped_rows(message: int, record: MessageRecord) -> list[tuple[Any, ...]]:
+        return [(message, storable(part.original_filename, 1000), part.kind, part.size, storable(part.reason))
+                for part in record.skipped]
+
+    def _insert_attachments(self, rows: Sequence[tuple[Any, ...]], result: BatchResult) -> None:
+        """An attachment already listed for this fingerprint and part is never listed (nor imported) again."""
+        result.attachments += sum(1 for inserted in self._returning_ids(self._INSERT_ATTACHMENT, rows) if inserted)
+
+    def _insert_skipped(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        if rows:
+            with self.connection.cursor() as cur:
+                cur.executemany(self._INSERT_SKIPPED, rows)
+
     def _attach(self, message: int, record: MessageRecord, *, store: Callable[[Attachment], str], result: BatchResult) -> None:
-        """Store and list a message's attachments and skipped parts. An attachment already listed
-        for this fingerprint and part is never listed (nor imported) again."""
-        if record.outcome == "imported":
-            for attachment in record.attachments:
-                uri = store(attachment)
-                inserted = self.connection.execute(
-                    """
-                    INSERT INTO imap_intake.attachment (workspace, message, fingerprint, part_index,
-                        original_filename, filename, content_type, kind, sha256, size, storage_uri, supplier)
-                    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-                    ON CONFLICT (workspace, fingerprint, part_index) DO NOTHING RETURNING id
-                    """,
-                    (self.workspace, message, storable(record.fingerprint, 200), attachment.index,
-                     storable(attachment.original_filename, 1000), storable(attachment.filename, 255),
-                     storable(attachment.declared_type, 255), attachment.kind, attachment.sha256,
-                     attachment.size, uri, storable_or_none(record.supplier, 200)),
-                ).fetchone()
-                result.attachments += 1 if inserted else 0
-        for part in record.skipped:
-            self.connection.execute(
-                "INSERT INTO imap_intake.skipped_part (message, original_filename, kind, size, reason) VALUES (%s, %s, %s, %s, %s)",
-                (message, storable(part.original_filename, 1000), part.kind, part.size, storable(part.reason)),
-            )
+        """Store and list one message's attachments and skipped parts."""
+        self._insert_attachments(self._attachment_rows(message, record, store), result)
+        self._insert_skipped(self._skipped_rows(message, record))
 
     def reread_targets(self, uidvalidity: int, *, uids: Sequence[int] | None, outcomes: Sequence[str]) -> list[tuple[int, int, str]]:
         """(id, uid, outcome) of the messages to read again in this folder: the given UIDs, else
