@@ -100,10 +100,13 @@ def run_poll(stack: Stack, workspace, settings):  # type: ignore[no-untyped-def]
         return time.perf_counter() - started, result
 
 
-def raw_fetch(stack: Stack, user: str, batch: int) -> tuple[float, int, int]:
-    """The raw limit: UID FETCH BODY.PEEK[] in the same batch size, nothing else."""
+def raw_fetch(stack: Stack, user: str, batch: int, *, lean: bool = False) -> tuple[float, int, int]:
+    """The raw limit: UID FETCH BODY.PEEK[] in the same batch size, nothing else. ``lean``: with
+    imaplib's debug formatting off (imapclient turns it on), the physical limit of this client."""
     started = time.perf_counter()
     client = stack.client(user)
+    if lean:
+        client._imap.debug = 0
     client.select_folder("INBOX", readonly=True)
     uids = client.search(["ALL"])
     count = size = 0
@@ -148,6 +151,17 @@ def mailbox_scale(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
         workspace = stack.workspace(f"scale{size}", batch_size=plan.batch)
         settings = stack.settings(ours)
         raw_seconds, raw_count, _raw_bytes = raw_fetch(stack, ours, plan.batch)
+        lean_seconds, lean_count, _lean_bytes = raw_fetch(stack, ours, plan.batch, lean=True)
+        # The same first sync with the storage base on a RAM-backed filesystem: this VM creates files slowly.
+        ram = Path(tempfile.mkdtemp(prefix="imap-intake-bench-", dir="/dev/shm")) if Path("/dev/shm").is_dir() else None
+        ram_seconds = None
+        if ram is not None:
+            try:
+                ram_seconds, ram_first = run_poll(stack, stack.workspace(f"ram{size}", batch_size=plan.batch,
+                                                                      storage_base=f"file://{ram}"), settings)
+                assert ram_first.attachments == size, ram_first
+            finally:
+                subprocess.run(["rm", "-rf", str(ram)], check=False)
         first_seconds, first = run_poll(stack, workspace, settings)
         assert first.attachments == size, first
         idle = [run_poll(stack, workspace, settings)[0] for _ in range(7)]
@@ -169,7 +183,13 @@ def mailbox_scale(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
             "raw_fetch_s": round(raw_seconds, 2),
             "raw_msgs_per_s": round(raw_count / raw_seconds, 1),
             "ratio_to_raw": round((size / first_seconds) / (raw_count / raw_seconds), 2),
+            "lean_raw_msgs_per_s": round(lean_count / lean_seconds, 1),
+            "ratio_to_lean_raw": round((size / first_seconds) / (lean_count / lean_seconds), 2),
         }
+        if ram_seconds is not None:
+            row.update({"ram_first_sync_msgs_per_s": round(size / ram_seconds, 1),
+                        "ram_ratio_to_raw": round((size / ram_seconds) / (raw_count / raw_seconds), 2),
+                        "ram_ratio_to_lean_raw": round((size / ram_seconds) / (lean_count / lean_seconds), 2)})
         if plan.peer:
             before = seen_count(stack, peer)
             peer_first, found = peer_poll(stack, peer)

@@ -9,7 +9,7 @@ read the ledger through ``store.report`` and nothing else; nothing here writes.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
@@ -88,6 +88,21 @@ def _workspace(user: Any, slug: str) -> Workspace:
     raise HTTPException(404, error or f"No workspace '{slug}' that you may read.")
 
 
+def _one(user: Any, slug: str, query: Callable[[psycopg.Connection, str, int], dict[str, Any] | None], key: int,
+         what: str) -> dict[str, Any]:
+    """One message or poll of a workspace the user may read: 404 when there is none, 503 (with the
+    reason) when the ledger cannot be read."""
+    chosen = _workspace(user, slug)
+    try:
+        with _ledger(chosen) as connection:
+            page = query(connection, slug, key)
+    except Exception as exc:  # noqa: BLE001 - explained on the page
+        raise HTTPException(503, _problem(chosen, exc)) from exc
+    if page is None:
+        raise HTTPException(404, f"Workspace '{slug}' has no {what} {key}.")
+    return page
+
+
 def create_app() -> FastAPI:
     app = FastAPI(title="imap-intake status", docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -129,21 +144,13 @@ def create_app() -> FastAPI:
 
     @app.get("/workspaces/{slug}/messages/{message_id}", response_class=HTMLResponse)
     def message(request: Request, user: User, slug: str, message_id: int) -> HTMLResponse:
-        chosen = _workspace(user, slug)
-        with _ledger(chosen) as connection:
-            page = report.message_page(connection, slug, message_id)
-        if page is None:
-            raise HTTPException(404, f"Workspace '{slug}' has no message {message_id}.")
+        page = _one(user, slug, report.message_page, message_id, "message")
         return _render("message.html", request, slug=slug, m=page["message"], attachments=page["attachments"],
                        skipped=page["skipped_parts"], orders=page["orders"])
 
     @app.get("/workspaces/{slug}/polls/{poll_id}", response_class=HTMLResponse)
     def poll(request: Request, user: User, slug: str, poll_id: int) -> HTMLResponse:
-        chosen = _workspace(user, slug)
-        with _ledger(chosen) as connection:
-            page = report.poll_page(connection, slug, poll_id)
-        if page is None:
-            raise HTTPException(404, f"Workspace '{slug}' has no poll {poll_id}.")
+        page = _one(user, slug, report.poll_page, poll_id, "poll")
         return _render("poll.html", request, slug=slug, r=page["poll"], messages=page["messages"])
 
     return app
