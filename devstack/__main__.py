@@ -106,7 +106,7 @@ def summary(stack: Stack, env: dict[str, str]) -> None:
     for fmt, number, supplier, lines, review in orders:
         print(f"  {fmt:<4} {number or '(no number)':<12} {supplier:<24} {lines} line(s){'  needs review' if review else ''}")
     print("\nNext:")
-    print("  make airflow   # the Airflow UI on this stack: http://127.0.0.1:8080 (password in .local/airflow/simple_auth_manager_passwords.json.generated)")
+    print("  make airflow   # the Airflow UI on this stack: http://127.0.0.1:8080, Browse > Mail intake (password in .local/airflow/simple_auth_manager_passwords.json.generated)")
     print("  make demo      # run again: nothing is imported twice")
     print("  make down      # stop Postgres, Dovecot, the token server and Airflow; nothing of ours keeps running")
     print("  source .local/env.sh && imap-intake status demo")
