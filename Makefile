@@ -37,6 +37,10 @@ lint:
 	@.venv/bin/ruff check .
 	@.venv/bin/mypy
 
+# requirements-dev.txt: the full lock (.venv, CI). requirements.txt: the runtime's direct dependencies at
+# the same versions, for the Astro image (its Airflow and the rest come from the Runtime).
+LOCK := uv pip compile -q --python-version 3.11 --python-platform x86_64-unknown-linux-gnu --no-header --custom-compile-command "make lock"
 lock:
-	uv pip compile -q requirements.in --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -o requirements.txt --no-header --custom-compile-command "make lock"
-	uv pip compile -q requirements-bench.in -c requirements.txt --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -o requirements-bench.txt --no-header --custom-compile-command "make lock"
+	$(LOCK) requirements-dev.in -o requirements-dev.txt
+	$(LOCK) requirements.in --no-deps -c requirements-dev.txt -o requirements.txt
+	$(LOCK) requirements-bench.in -c requirements-dev.txt -o requirements-bench.txt

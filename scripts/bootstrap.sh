@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs, idempotently: Debian's postgresql and dovecot-imapd when
-# missing (and chromium with WITH_BROWSER=1, for make test), uv, and .venv with the pinned lock plus this project (editable). Second runs are fast.
+# missing (and chromium with WITH_BROWSER=1, for make test), uv, and .venv with the pinned lock (requirements-dev.txt) plus this project (editable). Second runs are fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,17 +26,17 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 
 stamp=.venv/.imap-intake-stamp
-want=$( (cat requirements.txt pyproject.toml ${BENCH:+requirements-bench.txt}; echo bytecode-v3) | sha256sum | cut -c1-16)
+want=$( (cat requirements-dev.txt pyproject.toml ${BENCH:+requirements-bench.txt}; echo bytecode-v3) | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x .venv/bin/python ]; then
   exit 0
 fi
-echo "bootstrap: creating .venv from requirements.txt"
+echo "bootstrap: creating .venv from requirements-dev.txt"
 python=$(command -v python3.11 || command -v python3)
 "$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || {
   echo "bootstrap: the lock is for Python 3.11; $python is $("$python" --version 2>&1). Install python3.11." >&2; exit 1; }
 [ -x .venv/bin/python ] || UV_PYTHON_DOWNLOADS=never uv venv -q --python "$python" .venv
 # Bytecode now: this environment may set PYTHONDONTWRITEBYTECODE, and Airflow then recompiles at every start.
-VIRTUAL_ENV=.venv uv pip install -q --compile-bytecode -r requirements.txt ${BENCH:+-r requirements-bench.txt}
+VIRTUAL_ENV=.venv uv pip install -q --compile-bytecode -r requirements-dev.txt ${BENCH:+-r requirements-bench.txt}
 VIRTUAL_ENV=.venv uv pip install -q --no-deps -e .
 # The editable build leaves plugins/imap_intake.egg-info behind. Airflow puts the plugins folder on
 # sys.path, where that metadata is a second "imap-intake" distribution: its airflow.plugins entry

@@ -23,9 +23,22 @@ def test_runtime_image_matches_the_dockerfile() -> None:
     assert tag.startswith(MANIFEST["runtime"]["airflow_version"] + "-")
 
 
+def _pins(name: str) -> dict[str, str]:
+    return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)$", (ROOT / name).read_text(), flags=re.MULTILINE))
+
+
 def test_airflow_version_matches_the_lock() -> None:
-    pinned = re.search(r"^apache-airflow==(\d+\.\d+)\.\d+$", (ROOT / "requirements.txt").read_text(), flags=re.MULTILINE)
-    assert pinned and pinned.group(1) == MANIFEST["runtime"]["airflow_version"]
+    pinned = _pins("requirements-dev.txt")["apache-airflow"]
+    assert pinned.rsplit(".", 1)[0] == MANIFEST["runtime"]["airflow_version"]
+
+
+def test_the_image_gets_runtime_packages_only_at_the_tested_versions() -> None:
+    runtime, full = _pins("requirements.txt"), _pins("requirements-dev.txt")
+    assert {"imapclient", "cryptography", "psycopg", "psycopg-binary", "apache-airflow-providers-postgres", "msal"} <= set(runtime)
+    # No Airflow (the Runtime image brings it) and no development or test tool in the image.
+    assert not set(runtime) & {"apache-airflow", "apache-airflow-core", "pytest", "pytest-timeout", "hypothesis", "ruff", "mypy",
+                               "playwright", "types-pyyaml"}
+    assert all(full[name] == version for name, version in runtime.items())  # what CI tested
 
 
 def test_provider_identity_matches_pyproject_and_provider_info() -> None:
