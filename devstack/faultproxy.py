@@ -86,6 +86,17 @@ class FaultProxy:
             except OSError:
                 pass
 
+    def drop_all(self) -> None:
+        """Cut every connection made so far (a network drop); new connections still pass.
+        shutdown() first: on Linux a close() does not wake a thread blocked in recv() on it."""
+        sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+
     def close(self) -> None:
         self._stop.set()
         for sock in [self._server, *self._sockets]:

@@ -22,7 +22,7 @@ KNOWN_FIELDS = {
     "slug", "imap_conn_id", "folder", "schedule", "start_date", "default_supplier", "supplier_rules",
     "recipients", "accepted_types", "max_attachment_mb", "max_message_mb", "postgres_conn_id",
     "storage_base", "pool", "batch_size", "import_tasks", "max_import_attempts", "importer", "tags",
-    "description",
+    "description", "push",
 }
 WORKSPACES_FILE_VARIABLE = "IMAP_INTAKE_WORKSPACES_FILE"
 STORAGE_VARIABLE = "IMAP_INTAKE_STORAGE_BASE"
@@ -65,6 +65,7 @@ class Workspace:
     importer: str | None = None
     tags: tuple[str, ...] = ()
     description: str = ""
+    push: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -151,6 +152,9 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     if not isinstance(recipients, list):
         raise _fail(where, "recipients must be a list of addresses this workspace owns")
     conn_id = str(item["imap_conn_id"])
+    push = item.get("push", False)
+    if not isinstance(push, bool):
+        raise _fail(where, "push must be true or false: true runs the DAG when new mail arrives (IMAP IDLE), besides its schedule")
     return Workspace(
         slug=slug,
         imap_conn_id=conn_id,
@@ -172,6 +176,7 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
         importer=item.get("importer") or None,
         tags=tuple(str(t) for t in item.get("tags") or ()),
         description=str(item.get("description") or ""),
+        push=push,
     )
 
 

@@ -6,6 +6,8 @@ import datetime as dt
 import functools
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import attrs
 from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
@@ -26,6 +28,33 @@ DEFAULT_ARGS = {
 def orders_asset(slug: str) -> Asset:
     """The asset a workspace updates when orders arrive: ``schedule=[orders_asset("acme")]``."""
     return Asset(name=f"imap_intake__{slug}__purchase_orders", uri=f"imap-intake://{slug}/purchase-orders")
+
+
+def new_mail_asset(imap_conn_id: str, folder: str | None) -> Asset:
+    """New mail in a connection's folder, watched by the triggerer with IMAP IDLE (push workspaces).
+    Workspaces on the same connection and folder share this asset, its one trigger and its session."""
+    from airflow.sdk import AssetWatcher
+
+    from imap_intake.triggers.new_mail import NewMailTrigger
+
+    where = folder or ""
+    label = f"{imap_conn_id}__{where or 'default'}"
+    return Asset(
+        name=f"imap_intake__new_mail__{label}",
+        uri=f"imap-intake://mailbox/{quote(imap_conn_id, safe='')}/{quote(where or '~', safe='')}",
+        watchers=[AssetWatcher(name=f"imap_intake__idle__{label}", trigger=NewMailTrigger(imap_conn_id=imap_conn_id, folder=where))],
+    )
+
+
+def _schedule(workspace: Workspace) -> Any:
+    """The cron timetable; for a push workspace, new mail or the cron time, whichever comes first
+    (the cron run stays the safety net when a session is down)."""
+    cron = CronDataIntervalTimetable(workspace.schedule, timezone="UTC")
+    if not workspace.push:
+        return cron
+    from airflow.sdk import AssetOrTimeSchedule
+
+    return AssetOrTimeSchedule(timetable=cron, assets=new_mail_asset(workspace.imap_conn_id, workspace.folder))
 
 
 def window_params() -> dict[str, Param]:
@@ -71,7 +100,7 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None) -> DA
     start = dt.datetime.combine(workspace.start_date, dt.time(), tzinfo=dt.UTC)
     with DAG(
         dag_id=workspace.dag_id,
-        schedule=CronDataIntervalTimetable(workspace.schedule, timezone="UTC"),
+        schedule=_schedule(workspace),
         start_date=start,
         catchup=False,
         max_active_runs=1,

@@ -13,6 +13,7 @@ import imaplib
 import logging
 import socket
 import ssl
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ TOKEN_RENEW_MARGIN = dt.timedelta(seconds=60)
 
 #: Commands this project may send. Anything else is a bug (see tests/imap/test_mailbox.py).
 READ_ONLY_COMMANDS = frozenset(
-    {"CAPABILITY", "LOGIN", "AUTHENTICATE", "STARTTLS", "EXAMINE", "UID", "LIST", "LOGOUT", "NOOP", "ID"}
+    {"CAPABILITY", "LOGIN", "AUTHENTICATE", "STARTTLS", "EXAMINE", "UID", "LIST", "LOGOUT", "NOOP", "ID", "IDLE"}
 )
 
 
@@ -405,6 +406,22 @@ class Mailbox:
             for uid, item in sorted(data.items())
             if b"BODY[]" in item
         ]
+
+    def wait_for_mail(self, seconds: float) -> bool:
+        """Block up to ``seconds`` for the server to announce mail in the examined folder: IDLE
+        (RFC 2177) where offered, ended with DONE before returning; else a NOOP after the wait.
+        True when the server said EXISTS or RECENT (callers still check UIDs themselves)."""
+        with self._errors("waiting for new mail"):
+            if b"IDLE" in self._client.capabilities():
+                self._client.idle()
+                try:
+                    responses = list(self._client.idle_check(timeout=seconds))
+                finally:
+                    responses += list(self._client.idle_done()[1])
+            else:
+                time.sleep(seconds)
+                responses = list(self._client.noop()[1])
+        return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
     def flags(self, uids: Sequence[int]) -> dict[int, tuple[bytes, ...]]:
         with self._errors("reading flags"):

@@ -1,0 +1,119 @@
+"""New mail, within seconds: an event trigger that holds IMAP IDLE on a folder opened read-only.
+
+``NewMailTrigger`` is what a push workspace's mailbox asset watches (``AssetWatcher``): the
+triggerer runs it and every event starts the workspace's DAG, whose poll is the same
+exactly-once poll as the cron run's. Triggers on the same connection and folder share one
+stream (``shared_stream_key``), so fifty workspaces on one catch-all mailbox hold one IDLE session.
+
+The session is blocking imapclient code, so it runs in a thread of its own (one per connection
+and folder) that hands events to the triggerer's event loop; the loop itself never blocks. The
+thread goes through the same mailbox seam as a poll (TLS rules, OAuth2, EXAMINE, no flag ever
+changed), ends each IDLE with DONE at least every ``check_seconds`` (far inside the 29 minutes
+servers allow), falls back to NOOP where the server has no IDLE, signs in again before an OAuth2
+token runs out, and reconnects with backoff after a drop, remembering the last UID it saw.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any
+
+from airflow.triggers.base import BaseEventTrigger, TriggerEvent
+
+from imap_intake.exceptions import ImapIntakeError
+
+log = logging.getLogger(__name__)
+CHECK_SECONDS = 30.0
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def _watch(imap_conn_id: str, folder: str, check_seconds: float, stop: threading.Event,
+           emit: Callable[[dict[str, Any]], None]) -> None:
+    """The blocking session loop (its own thread): emit one event per arrival of new UIDs."""
+    from imap_intake.hooks.imap import ImapIntakeHook
+    from imap_intake.imap.mailbox import Mailbox
+
+    seen: tuple[int, int] | None = None  # (UIDVALIDITY, last UID seen), kept across reconnects
+    backoff = 1.0
+    while not stop.is_set():
+        try:
+            settings = ImapIntakeHook(imap_conn_id).get_settings()
+            with Mailbox.open(settings) as mailbox:
+                state = mailbox.examine(folder or None)
+                if seen is None or seen[0] != state.uidvalidity:
+                    if seen is not None:  # the folder was recreated: let the poll sort it out
+                        emit(_event(imap_conn_id, state.name, state.uidvalidity, [], reason="UIDVALIDITY changed"))
+                    seen = (state.uidvalidity, state.uidnext - 1)
+                log.info("%s: watching folder '%s' for new mail (IDLE)", settings.describe, state.name)
+                backoff = 1.0
+                while not stop.is_set():
+                    new = mailbox.uids_above(seen[1])  # also what arrived while reconnecting
+                    if new:
+                        seen = (seen[0], max(new))
+                        emit(_event(imap_conn_id, state.name, state.uidvalidity, new))
+                    mailbox.wait_for_mail(check_seconds)
+                    mailbox.renew_if_expiring()
+        except ImapIntakeError as exc:
+            log.warning("new-mail watch on connection '%s': %s; reconnecting in %.0f s", imap_conn_id, exc, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        except Exception:  # noqa: BLE001 - a watch must outlive surprises; the cron schedule still polls
+            log.exception("new-mail watch on connection '%s' failed; reconnecting in %.0f s", imap_conn_id, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+
+
+def _event(imap_conn_id: str, folder: str, uidvalidity: int, uids: list[int], *, reason: str = "new mail") -> dict[str, Any]:
+    return {"imap_conn_id": imap_conn_id, "folder": folder, "uidvalidity": uidvalidity, "reason": reason,
+            "count": len(uids), "first_uid": min(uids) if uids else None, "last_uid": max(uids) if uids else None}
+
+
+async def watch_new_mail(imap_conn_id: str, folder: str = "", *, check_seconds: float = CHECK_SECONDS) -> AsyncIterator[dict[str, Any]]:
+    """Yield an event each time new mail arrives, forever (until the consumer stops iterating)."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=_watch, args=(imap_conn_id, folder, check_seconds, stop, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)),
+        name=f"imap-intake-idle-{imap_conn_id}", daemon=True,
+    )
+    thread.start()
+    try:
+        while True:
+            yield await queue.get()
+    finally:
+        stop.set()  # the thread ends after its current IDLE (at most check_seconds)
+
+
+class NewMailTrigger(BaseEventTrigger):
+    """Fires when new mail arrives in ``folder`` (empty: the connection's folder) of ``imap_conn_id``."""
+
+    def __init__(self, *, imap_conn_id: str, folder: str = "", check_seconds: float = CHECK_SECONDS) -> None:
+        super().__init__()
+        self.imap_conn_id = imap_conn_id
+        self.folder = folder
+        self.check_seconds = check_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (f"{__name__}.NewMailTrigger",
+                {"imap_conn_id": self.imap_conn_id, "folder": self.folder, "check_seconds": self.check_seconds})
+
+    def shared_stream_key(self) -> Hashable | None:
+        return ("imap-intake", "new-mail", self.imap_conn_id, self.folder)
+
+    @classmethod
+    async def open_shared_stream(cls, kwargs: dict[str, Any]) -> AsyncIterator[Any]:
+        async for item in watch_new_mail(kwargs["imap_conn_id"], kwargs.get("folder") or "",
+                                         check_seconds=float(kwargs.get("check_seconds") or CHECK_SECONDS)):
+            yield item
+
+    async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
+        async for item in shared_stream:
+            yield TriggerEvent(item)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async for item in watch_new_mail(self.imap_conn_id, self.folder, check_seconds=self.check_seconds):
+            yield TriggerEvent(item)

@@ -1,0 +1,95 @@
+"""Push: the new-mail trigger against the real Dovecot. IDLE announces an APPEND within seconds,
+a dropped connection is reopened without losing what arrived meanwhile, no flag ever changes,
+and triggers on one mailbox share one stream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from devstack.faultproxy import FaultProxy
+from devstack.samples import message
+from imap_intake.triggers.new_mail import NewMailTrigger
+from tests.service.test_poll import flags
+
+pytestmark = pytest.mark.integration
+
+
+def _connection(monkeypatch: pytest.MonkeyPatch, conn_id: str, dovecot: Any, user: str, port: int) -> None:
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({
+        "conn_type": "imapintake", "host": "127.0.0.1", "port": port, "login": user, "password": dovecot.password,
+        "extra": {"ca_cert": dovecot.tls_files.ca_pem}}))
+
+
+def _mail(user: str, n: int) -> list[tuple[bytes, None]]:
+    return [(message(sender="buyer@acme.example", to=user, subject=f"push {n}").as_bytes(), None)]
+
+
+async def _next_event(events: Any, deliver: Callable[[], None], *, settle: float = 2.0, timeout: float = 15.0) -> tuple[dict[str, Any], float]:
+    """Let the session reach IDLE, deliver mail, and time the event."""
+    pending = asyncio.ensure_future(events.__anext__())
+    await asyncio.sleep(settle)
+    assert not pending.done(), "an event fired before any new mail arrived"
+    started = time.monotonic()
+    await asyncio.to_thread(deliver)
+    event = await asyncio.wait_for(pending, timeout)
+    return event.payload, time.monotonic() - started
+
+
+def test_idle_announces_new_mail_within_seconds_and_changes_no_flag(dovecot, mail_user, append, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    _connection(monkeypatch, "imap_push", dovecot, mail_user, dovecot.tls_port)
+    append(mail_user, _mail(mail_user, 0))  # mail already there is the poll's business, not an event
+    before = flags(dovecot, mail_user)
+
+    async def scenario() -> list[tuple[dict[str, Any], float]]:
+        # check_seconds far above the expected latency: only IDLE can deliver the event this fast.
+        events = NewMailTrigger(imap_conn_id="imap_push", check_seconds=60).run()
+        try:
+            first = await _next_event(events, lambda: append(mail_user, _mail(mail_user, 1)))
+            second = await _next_event(events, lambda: append(mail_user, _mail(mail_user, 2)), settle=0.5)
+        finally:
+            await events.aclose()
+        return [first, second]
+
+    (first, first_latency), (second, second_latency) = asyncio.run(scenario())
+    assert (first["count"], first["last_uid"], second["last_uid"]) == (1, 2, 3)
+    assert first["folder"] == "INBOX" and first["uidvalidity"] > 0
+    assert first_latency < 5 and second_latency < 5, (first_latency, second_latency)
+    after = flags(dovecot, mail_user)
+    assert {uid: after[uid] for uid in before} == before and not any(b"\\Seen" in f for f in after.values())
+
+
+def test_a_dropped_session_reconnects_and_reports_what_arrived_meanwhile(dovecot, mail_user, append, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    proxy = FaultProxy(target_port=dovecot.tls_port)
+    _connection(monkeypatch, "imap_push_drop", dovecot, mail_user, proxy.port)
+
+    def drop_then_deliver() -> None:
+        proxy.drop_all()
+        append(mail_user, _mail(mail_user, 1))
+
+    async def scenario() -> dict[str, Any]:
+        events = NewMailTrigger(imap_conn_id="imap_push_drop", check_seconds=60).run()
+        try:
+            payload, _latency = await _next_event(events, drop_then_deliver, timeout=30)
+        finally:
+            await events.aclose()
+        return payload
+
+    try:
+        payload = asyncio.run(scenario())
+    finally:
+        proxy.close()
+    assert payload["count"] == 1 and payload["last_uid"] == 1
+
+
+def test_triggers_on_one_mailbox_share_one_stream() -> None:
+    siblings = [NewMailTrigger(imap_conn_id="imap_catchall", folder="INBOX") for _ in range(50)]
+    assert len({t.shared_stream_key() for t in siblings}) == 1
+    assert NewMailTrigger(imap_conn_id="imap_catchall", folder="Orders").shared_stream_key() != siblings[0].shared_stream_key()
+    classpath, kwargs = siblings[0].serialize()
+    assert classpath == "imap_intake.triggers.new_mail.NewMailTrigger" and NewMailTrigger(**kwargs).serialize() == (classpath, kwargs)
