@@ -1,7 +1,7 @@
 # The two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
-.PHONY: demo test airflow down bench bench-backfill reliability lock lint
+.PHONY: demo test airflow deliver down bench bench-backfill reliability lock lint
 
 demo:
 	@bash scripts/bootstrap.sh
@@ -14,6 +14,9 @@ test:
 airflow:
 	@bash scripts/bootstrap.sh
 	@$(PY) -m devstack airflow
+
+deliver:
+	@$(PY) -m devstack deliver
 
 down:
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; else python3 -m devstack down; fi

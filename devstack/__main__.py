@@ -124,7 +124,26 @@ def airflow() -> None:
     stack.save()
     print("airflow: starting 'airflow standalone' on http://127.0.0.1:8080 (log: .local/airflow-standalone.log)")
     print("airflow: user 'admin', password in .local/airflow/simple_auth_manager_passwords.json.generated")
+    print("airflow: switch imap_intake__demo on, then 'make deliver': the new order is imported within seconds (push, IMAP IDLE)")
     print("airflow: 'make down' stops it together with Postgres and Dovecot")
+
+
+def deliver() -> None:
+    """Append one purchase order to the demo mailbox now (push: the running Airflow imports it within seconds)."""
+    import datetime as dt
+
+    from devstack.dovecot import append_messages
+    from devstack.samples import PO_CSV_EN, message
+
+    stack = Stack.load()
+    if stack is None or not stack.running():
+        raise SystemExit("deliver: the demo stack is not running: make demo, then make airflow")
+    number = dt.datetime.now(dt.UTC).strftime("%H%M%S")
+    order = message(sender="buyer@acme-retail.example", to=DEMO_USER, subject=f"Order PO-{number}",
+                    attachments=[(f"PO-{number}.csv", "text/csv", PO_CSV_EN.replace(b"PO-7731", f"PO-{number}".encode()))])
+    append_messages(stack.dovecot, DEMO_USER, [(order.as_bytes(), None)])
+    print(f"deliver: appended 'Order PO-{number}' to {DEMO_USER}. With imap_intake__demo switched on, the triggerer's IDLE "
+          "session sees it at once: watch the DAG's runs, or Browse > Mail intake > demo")
 
 
 def down() -> None:
@@ -139,7 +158,7 @@ def down() -> None:
 
 def main(argv: list[str]) -> None:
     command = argv[0] if argv else "demo"
-    {"demo": demo, "airflow": airflow, "down": down, "up": lambda: print(Stack.up().env)}[command]()
+    {"demo": demo, "airflow": airflow, "deliver": deliver, "down": down, "up": lambda: print(Stack.up().env)}[command]()
 
 
 if __name__ == "__main__":

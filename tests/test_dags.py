@@ -34,7 +34,10 @@ def test_dags_folder_imports_without_network_or_database(monkeypatch: pytest.Mon
     namespace = runpy.run_path(str(ROOT / "dags" / "workspaces.py"))
     dag = namespace["imap_intake__demo"]
     assert dag.max_active_runs == 1 and "imap-intake" in dag.tags and dag.doc_md
-    assert type(dag.timetable).__name__ == "CronDataIntervalTimetable"
+    # push: true: new mail (the mailbox asset's IDLE watcher) or the cron time, whichever comes first
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule" and type(dag.timetable.timetable).__name__ == "CronDataIntervalTimetable"
+    asset = dag.timetable.asset_condition
+    assert asset.uri == "imap-intake://mailbox/imap_demo/INBOX" and asset.watchers[0].trigger.serialize()[1]["imap_conn_id"] == "imap_demo"
     poll = dag.get_task("poll_mailbox")
     assert poll.pool == "imap_intake__imap_demo" and poll.retries == 3 and poll.retry_exponential_backoff
     assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders_1", "import_orders_2", "publish_orders"}
