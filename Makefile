@@ -1,7 +1,7 @@
 # The two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
-.PHONY: demo test airflow deliver down bench bench-backfill reliability lock lint
+.PHONY: demo test airflow deliver down bench bench-backfill bench-push reliability lock lint
 
 demo:
 	@bash scripts/bootstrap.sh
@@ -28,6 +28,11 @@ bench:
 bench-backfill:
 	@BENCH=1 bash scripts/bootstrap.sh
 	@$(PY) -m bench.backfill --days 31 --messages 300 --write
+	@$(PY) -c "import json, pathlib; from bench.report import render; render(json.loads(pathlib.Path('bench/results/latest.json').read_text()), pathlib.Path('docs/benchmarks.md'))"
+
+bench-push:
+	@BENCH=1 bash scripts/bootstrap.sh
+	@$(PY) -m bench.push --deliveries 20 --write
 	@$(PY) -c "import json, pathlib; from bench.report import render; render(json.loads(pathlib.Path('bench/results/latest.json').read_text()), pathlib.Path('docs/benchmarks.md'))"
 
 reliability:
