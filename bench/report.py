@@ -106,11 +106,13 @@ def backfill_section(source: Path) -> list[str]:
         "",
         "| backfill runs | minutes | runs per minute | runs that opened an IMAP session | runs covered by an earlier scan | attachments stored | max active runs |",
         "|---|---|---|---|---|---|---|",
-        f"| {b['runs']:,} | {b['seconds'] / 60:.1f} | {b['runs_per_minute']} | {b['imap_sessions']} | {b['covered_runs']:,} | "
+        f"| {b['runs']:,} | {b['seconds'] / 60:.2f} ({b['seconds']:.0f} s) | {b['runs_per_minute']} | {b['imap_sessions']} | {b['covered_runs']:,} | "
         f"{b['attachments_stored']} | {b['max_active_runs']} |",
         "",
-        *[f"Another run of the same command: {o['seconds'] / 60:.1f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
-          "The figure varies by a minute or so between runs; the target is under 15 minutes." for o in b.get("other_runs", [])],
+        *[f"Another run of the same command: {o['seconds'] / 60:.2f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
+          for o in b.get("other_runs", [])],
+        "The figure varies by a minute or so between runs, around the 15-minute target: almost all of it is Airflow's "
+        "own per-run cost (below), not the intake's.",
         "",
         "Nearly every run finds its window inside the scan of an earlier run and ends without an IMAP session; the time "
         "left is Airflow's own cost of creating, queueing, starting and finishing a run with one executed task on 2 cores "

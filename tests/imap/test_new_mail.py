@@ -93,3 +93,31 @@ def test_triggers_on_one_mailbox_share_one_stream() -> None:
     assert NewMailTrigger(imap_conn_id="imap_catchall", folder="Orders").shared_stream_key() != siblings[0].shared_stream_key()
     classpath, kwargs = siblings[0].serialize()
     assert classpath == "imap_intake.triggers.new_mail.NewMailTrigger" and NewMailTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+@pytest.mark.parametrize("idle", [True, False], ids=["idle", "noop-fallback"])
+def test_waiting_for_mail_uses_idle_or_noop_and_sends_only_read_only_commands(dovecot, mail_user, append, monkeypatch, idle) -> None:  # type: ignore[no-untyped-def]
+    import imaplib
+
+    from imap_intake.imap.mailbox import READ_ONLY_COMMANDS, Mailbox
+    from tests.conftest import make_settings
+
+    sent: list[str] = []
+    original = imaplib.IMAP4._command
+
+    def spy(self, name, *args):  # type: ignore[no-untyped-def]
+        sent.append(name.upper())
+        return original(self, name, *args)
+
+    monkeypatch.setattr(imaplib.IMAP4, "_command", spy)
+    with Mailbox.open(make_settings(dovecot, mail_user)) as mailbox:
+        mailbox.examine()
+        if not idle:  # a server without IDLE: the session falls back to NOOP after the wait
+            capabilities = tuple(c for c in mailbox._client.capabilities() if c != b"IDLE")
+            monkeypatch.setattr(mailbox._client, "capabilities", lambda: capabilities)
+        append(mail_user, _mail(mail_user, 1))  # arrives while (or just before) the session waits
+        announced = mailbox.wait_for_mail(1.0)
+        found = mailbox.uids_above(0)
+    assert announced and found == [1]
+    assert ("IDLE" in sent) is idle and ("NOOP" in sent) is not idle
+    assert set(sent) <= READ_ONLY_COMMANDS
