@@ -423,6 +423,13 @@ class Mailbox:
                 responses = list(self._client.noop()[1])
         return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
 
+    def interrupt(self) -> None:
+        """From another thread: end a ``wait_for_mail`` now by shutting the connection down."""
+        try:
+            self._client.socket().shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def flags(self, uids: Sequence[int]) -> dict[int, tuple[bytes, ...]]:
         with self._errors("reading flags"):
             data = self._client.fetch(list(uids), ["FLAGS"])

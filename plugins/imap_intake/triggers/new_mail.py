@@ -31,8 +31,9 @@ MAX_BACKOFF_SECONDS = 300.0
 
 
 def _watch(imap_conn_id: str, folder: str, check_seconds: float, stop: threading.Event,
-           emit: Callable[[dict[str, Any]], None]) -> None:
-    """The blocking session loop (its own thread): emit one event per arrival of new UIDs."""
+           emit: Callable[[dict[str, Any]], None], current: list[Any]) -> None:
+    """The blocking session loop (its own thread): emit one event per arrival of new UIDs.
+    ``current`` holds the open mailbox, so that stopping can interrupt a wait in progress."""
     from imap_intake.hooks.imap import ImapIntakeHook
     from imap_intake.imap.mailbox import Mailbox
 
@@ -42,6 +43,9 @@ def _watch(imap_conn_id: str, folder: str, check_seconds: float, stop: threading
         try:
             settings = ImapIntakeHook(imap_conn_id).get_settings()
             with Mailbox.open(settings) as mailbox:
+                current[:] = [mailbox]
+                if stop.is_set():
+                    return
                 state = mailbox.examine(folder or None)
                 if seen is None or seen[0] != state.uidvalidity:
                     if seen is not None:  # the folder was recreated: let the poll sort it out
@@ -57,10 +61,14 @@ def _watch(imap_conn_id: str, folder: str, check_seconds: float, stop: threading
                     mailbox.wait_for_mail(check_seconds)
                     mailbox.renew_if_expiring()
         except ImapIntakeError as exc:
+            if stop.is_set():
+                return  # interrupted on purpose
             log.warning("new-mail watch on connection '%s': %s; reconnecting in %.0f s", imap_conn_id, exc, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
         except Exception:  # noqa: BLE001 - a watch must outlive surprises; the cron schedule still polls
+            if stop.is_set():
+                return
             log.exception("new-mail watch on connection '%s' failed; reconnecting in %.0f s", imap_conn_id, backoff)
             stop.wait(backoff)
             backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
@@ -76,8 +84,10 @@ async def watch_new_mail(imap_conn_id: str, folder: str = "", *, check_seconds: 
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     stop = threading.Event()
+    current: list[Any] = []
     thread = threading.Thread(
-        target=_watch, args=(imap_conn_id, folder, check_seconds, stop, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item)),
+        target=_watch, args=(imap_conn_id, folder, check_seconds, stop, lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+                             current),
         name=f"imap-intake-idle-{imap_conn_id}", daemon=True,
     )
     thread.start()
@@ -85,7 +95,10 @@ async def watch_new_mail(imap_conn_id: str, folder: str = "", *, check_seconds: 
         while True:
             yield await queue.get()
     finally:
-        stop.set()  # the thread ends after its current IDLE (at most check_seconds)
+        stop.set()
+        for mailbox in list(current):
+            mailbox.interrupt()  # end the IDLE in progress: the thread leaves at once, the session closes
+        await asyncio.to_thread(thread.join, 10)
 
 
 class NewMailTrigger(BaseEventTrigger):
