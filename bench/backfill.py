@@ -16,14 +16,12 @@ import datetime as dt
 import json
 import random
 import secrets
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
+from bench.servers import servers
 from devstack.airflow_cluster import AirflowCluster
-from devstack.dovecot import DovecotServer, append_messages
-from devstack.postgres import PostgresServer
+from devstack.dovecot import append_messages
 from devstack.samples import PO_CSV_EN, message
 from imap_intake.store import db
 
@@ -47,14 +45,8 @@ def main() -> None:
     parser.add_argument("--import-tasks", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="keep the figures in bench/results/backfill.json for docs/benchmarks.md")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="imap-intake-bench-backfill-"))
-    postgres = PostgresServer.create()
-    dovecot = DovecotServer.create()
-    cluster: AirflowCluster | None = None
-    try:
-        postgres.start()
-        dovecot.start()
-        assert dovecot.tls_files is not None
+    with servers("imap-intake-bench-backfill-") as found:
+        root, postgres, dovecot = found.root, found.postgres, found.dovecot
         user = f"backfill{secrets.token_hex(3)}@example.test"
         start = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
         append_messages(dovecot, user, month_of_mail(user, start, args.days, args.messages))
@@ -65,16 +57,9 @@ def main() -> None:
             f"  - {{slug: {slug}, imap_conn_id: imap_bench, schedule: '*/15 * * * *', start_date: 2026-01-01, "
             f"storage_base: 'file://{root}/store', default_supplier: Someone, pool: default_pool, import_tasks: {args.import_tasks}}}\n"
         )
-        env = {
-            "IMAP_INTAKE_WORKSPACES_FILE": str(workspaces),
-            "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port,
-                                                       "login": postgres.user, "password": postgres.password,
-                                                       "schema": postgres.database}),
-            "AIRFLOW_CONN_IMAP_BENCH": json.dumps({"conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port,
-                                                   "login": user, "password": dovecot.password,
-                                                   "extra": {"ca_cert": dovecot.tls_files.ca_pem}}),
-        }
-        cluster = AirflowCluster.create(root / "airflow", postgres.create_database("airflow"), extra_env=env)
+        env = {"IMAP_INTAKE_WORKSPACES_FILE": str(workspaces), "AIRFLOW_CONN_IMAP_INTAKE_DB": found.ledger_connection(),
+               "AIRFLOW_CONN_IMAP_BENCH": found.imap_connection(user)}
+        cluster = found.cluster = AirflowCluster.create(root / "airflow", postgres.create_database("airflow"), extra_env=env)
         cluster.migrate()
         cluster.start()
         dag_id = f"imap_intake__{slug}"
@@ -113,12 +98,6 @@ def main() -> None:
         if args.write:
             out = Path(__file__).resolve().parent / "results" / "backfill.json"
             out.write_text(json.dumps(figures, indent=2) + "\n")
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        dovecot.destroy()
-        postgres.destroy()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _has_ledger(connection: object) -> bool:

@@ -15,19 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import secrets
-import shutil
 import statistics
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bench.servers import servers
 from devstack.airflow_cluster import AirflowCluster
 from devstack.dovecot import DovecotServer, append_messages
-from devstack.postgres import PostgresServer
 from devstack.samples import PO_CSV_EN, message
 
 RESULTS = Path(__file__).resolve().parent / "results" / "push.json"
@@ -49,13 +47,8 @@ def main() -> None:
     parser.add_argument("--siblings", type=int, default=50)
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="imap-intake-bench-push-"))
-    postgres, dovecot = PostgresServer.create(), DovecotServer.create()
-    cluster: AirflowCluster | None = None
-    try:
-        postgres.start()
-        dovecot.start()
-        assert dovecot.tls_files is not None
+    with servers("imap-intake-bench-push-") as found:
+        root, postgres, dovecot = found.root, found.postgres, found.dovecot
         single, shared = f"pusha{secrets.token_hex(2)}@bench.test", f"pushb{secrets.token_hex(2)}@bench.test"
         for user in (single, shared):
             dovecot.add_user(user)
@@ -65,17 +58,10 @@ def main() -> None:
                   f"storage_base: 'file://{root}/store', default_supplier: Bench, pool: default_pool, import_tasks: 1, "
                   f"recipients: [s{n}@bench.test]}}" for n in range(args.siblings)]
         (root / "workspaces.yaml").write_text("\n".join(lines) + "\n")
-
-        def imap(user: str) -> str:
-            return json.dumps({"conn_type": "imapintake", "host": "127.0.0.1", "port": dovecot.tls_port, "login": user,
-                               "password": dovecot.password, "extra": {"ca_cert": dovecot.tls_files.ca_pem}})  # type: ignore[union-attr]
-
-        env = {"IMAP_INTAKE_WORKSPACES_FILE": str(root / "workspaces.yaml"),
-               "AIRFLOW_CONN_IMAP_INTAKE_DB": json.dumps({"conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port,
-                                                          "login": postgres.user, "password": postgres.password, "schema": postgres.database}),
-               "AIRFLOW_CONN_IMAP_A": imap(single), "AIRFLOW_CONN_IMAP_B": imap(shared)}
+        env = {"IMAP_INTAKE_WORKSPACES_FILE": str(root / "workspaces.yaml"), "AIRFLOW_CONN_IMAP_INTAKE_DB": found.ledger_connection(),
+               "AIRFLOW_CONN_IMAP_A": found.imap_connection(single), "AIRFLOW_CONN_IMAP_B": found.imap_connection(shared)}
         metadata = postgres.create_database("airflow_push")
-        cluster = AirflowCluster.create(root / "airflow", metadata, extra_env=env,
+        cluster = found.cluster = AirflowCluster.create(root / "airflow", metadata, extra_env=env,
                                         components=("api-server", "scheduler", "dag-processor", "triggerer"))
         cluster.migrate()
         cluster.start()
@@ -145,12 +131,6 @@ def main() -> None:
         print(json.dumps(result), flush=True)
         if args.write:
             RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        dovecot.destroy()
-        postgres.destroy()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
