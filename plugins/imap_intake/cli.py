@@ -42,8 +42,8 @@ def _now() -> dt.datetime:
 def cmd_check(args: argparse.Namespace) -> int:
     from imap_intake.hooks.imap import ImapIntakeHook
 
-    ok, message = ImapIntakeHook(args.conn_id).test_connection()
-    emit(("OK: " if ok else "FAILED: ") + message.replace("this connection", f"connection '{args.conn_id}'", 1))
+    ok, message = ImapIntakeHook(args.conn_id).diagnosis()
+    emit(("OK: " if ok else "FAILED: ") + message)
     pool = pool_report(f"imap_intake__{args.conn_id}")
     if pool:
         emit(pool)

@@ -99,17 +99,19 @@ class ImapIntakeHook(BaseHook):
     def get_conn(self) -> Mailbox:
         raise NotImplementedError("use 'with hook.mailbox() as mailbox:' so the session is always closed")
 
-    def test_connection(self) -> tuple[bool, str]:
-        """The diagnosis, naming "this connection": the UI tests under a temporary id nobody knows."""
+    def diagnosis(self) -> tuple[bool, str]:
+        """Whether the connection works, and what to do when it does not (naming the connection)."""
         try:
             settings = self.get_settings()
         except ImapIntakeError as exc:
-            return False, self._unnamed(str(exc))
+            return False, str(exc)
         result = diagnose(settings)
-        return result.ok, self._unnamed(result.message)
+        return result.ok, result.message
 
-    def _unnamed(self, message: str) -> str:
-        return message.replace(f"connection '{self.imap_conn_id}'", "this connection")
+    def test_connection(self) -> tuple[bool, str]:
+        """The diagnosis, naming "this connection": the UI tests under a temporary id nobody knows."""
+        ok, message = self.diagnosis()
+        return ok, message.replace(f"connection '{self.imap_conn_id}'", "this connection")
 
 
 class LegacyImapIntakeHook(ImapIntakeHook):
