@@ -204,7 +204,7 @@ class Ledger:
             one = BatchResult()  # counted only once its transaction commits
             try:
                 with durable_transaction(self.connection, store):
-                    self._record_one(record, store=store, poll_id=poll_id, result=one)
+                    self._record([record], store=store, poll_id=poll_id, result=one)
             except Exception as exc:
                 if is_transient(exc) or self.connection.broken or self.connection.closed:
                     raise
@@ -214,7 +214,7 @@ class Ledger:
                     probe_store()  # raises StorageError when the store itself is down: retried later
                 one = BatchResult()
                 with durable_transaction(self.connection, store):
-                    self._record_one(failed_record(record, exc), store=store, poll_id=poll_id, result=one)
+                    self._record([failed_record(record, exc)], store=store, poll_id=poll_id, result=one)
             result.add(one)
         if advance_to is not None:
             with self.connection.transaction():
@@ -236,19 +236,7 @@ class Ledger:
         takes the duplicate path) at a fraction of the round trips."""
         result = BatchResult()
         with durable_transaction(self.connection, store):
-            ids = self._insert_messages([(r, r.outcome, r.reason, None) for r in records], poll_id)
-            attachments: list[tuple[Any, ...]] = []
-            skipped: list[tuple[Any, ...]] = []
-            for record, message in zip(records, ids, strict=True):
-                if message is None:
-                    self._conflict(record, poll_id, result)
-                    continue
-                result.recorded += 1
-                result.count(record.outcome)
-                attachments += self._attachment_rows(message, record, store)
-                skipped += self._skipped_rows(message, record)
-            self._insert_attachments(attachments, result)
-            self._insert_skipped(skipped)
+            self._record(records, store=store, poll_id=poll_id, result=result)
             if advance_to is not None:
                 self._advance_cursor(advance_to)
         return result
@@ -306,14 +294,22 @@ class Ledger:
             result.duplicates += 1
             result.count("duplicate")
 
-    def _record_one(self, record: MessageRecord, *, store: Callable[[Attachment], str], poll_id: int | None, result: BatchResult) -> None:
-        (message,) = self._insert_messages([(record, record.outcome, record.reason, None)], poll_id)
-        if message is None:
-            self._conflict(record, poll_id, result)
-            return
-        result.recorded += 1
-        result.count(record.outcome)
-        self._attach(message, record, store=store, result=result)
+    def _record(self, records: Sequence[MessageRecord], *, store: Callable[[Attachment], str], poll_id: int | None,
+                result: BatchResult) -> None:
+        """Insert messages, then their attachments and skipped parts, each table in one statement."""
+        ids = self._insert_messages([(r, r.outcome, r.reason, None) for r in records], poll_id)
+        attachments: list[tuple[Any, ...]] = []
+        skipped: list[tuple[Any, ...]] = []
+        for record, message in zip(records, ids, strict=True):
+            if message is None:
+                self._conflict(record, poll_id, result)
+                continue
+            result.recorded += 1
+            result.count(record.outcome)
+            attachments += self._attachment_rows(message, record, store)
+            skipped += self._skipped_rows(message, record)
+        self._insert_attachments(attachments, result)
+        self._insert_skipped(skipped)
 
     def _attachment_rows(self, message: int, record: MessageRecord, store: Callable[[Attachment], str]) -> list[tuple[Any, ...]]:
         """The attachment rows of an imported message, each written to the store first."""
