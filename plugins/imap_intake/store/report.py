@@ -14,6 +14,22 @@ ATTACHMENT_FIELDS = (
 )
 
 
+def _cursors(cur: psycopg.Cursor[Any], workspace: str) -> list[Any]:
+    return cur.execute(
+        "SELECT account, folder, uidvalidity, last_uid, updated_at FROM imap_intake.cursor WHERE workspace=%s ORDER BY folder",
+        (workspace,)).fetchall()
+
+
+def _outcome_counts(cur: psycopg.Cursor[Any], workspace: str) -> dict[str, int]:
+    return {r["outcome"]: r["n"] for r in cur.execute(
+        "SELECT outcome, count(*) AS n FROM imap_intake.message WHERE workspace=%s GROUP BY 1 ORDER BY 1", (workspace,))}
+
+
+def _import_counts(cur: psycopg.Cursor[Any], workspace: str) -> dict[str, int]:
+    return {r["import_status"]: r["n"] for r in cur.execute(
+        "SELECT import_status, count(*) AS n FROM imap_intake.attachment WHERE workspace=%s GROUP BY 1 ORDER BY 1", (workspace,))}
+
+
 def status(connection: psycopg.Connection, workspace: str | None = None) -> list[dict[str, Any]]:
     with connection.cursor(row_factory=dict_row) as cur:
         names = [r["workspace"] for r in cur.execute(
@@ -23,19 +39,13 @@ def status(connection: psycopg.Connection, workspace: str | None = None) -> list
         )]
         report = []
         for name in names:
-            cursors = cur.execute(
-                "SELECT account, folder, uidvalidity, last_uid, updated_at FROM imap_intake.cursor WHERE workspace=%s ORDER BY folder", (name,)
-            ).fetchall()
+            cursors = _cursors(cur, name)
             last = cur.execute(
                 "SELECT mode, status, started_at, finished_at, fetched, imported, error FROM imap_intake.poll "
                 "WHERE workspace=%s ORDER BY id DESC LIMIT 1", (name,)
             ).fetchone()
-            outcomes = {r["outcome"]: r["n"] for r in cur.execute(
-                "SELECT outcome, count(*) AS n FROM imap_intake.message WHERE workspace=%s GROUP BY outcome ORDER BY 1", (name,)
-            )}
-            imports = {r["import_status"]: r["n"] for r in cur.execute(
-                "SELECT import_status, count(*) AS n FROM imap_intake.attachment WHERE workspace=%s GROUP BY 1 ORDER BY 1", (name,)
-            )}
+            outcomes = _outcome_counts(cur, name)
+            imports = _import_counts(cur, name)
             quarantined = cur.execute(
                 "SELECT id, original_filename, attempts, last_error FROM imap_intake.attachment "
                 "WHERE workspace=%s AND import_status='quarantined' ORDER BY id LIMIT 50", (name,)
@@ -110,16 +120,12 @@ def workspace_page(connection: psycopg.Connection, workspace: str, *, outcome: s
     one outcome) with reasons, skipped parts, imports that failed or were quarantined, recent orders."""
     with connection.cursor(row_factory=dict_row) as cur:
         page: dict[str, Any] = {"workspace": workspace}
-        page["cursors"] = cur.execute(
-            "SELECT account, folder, uidvalidity, last_uid, updated_at FROM imap_intake.cursor WHERE workspace=%s ORDER BY folder",
-            (workspace,)).fetchall()
+        page["cursors"] = _cursors(cur, workspace)
         page["polls"] = cur.execute(
             sql.SQL("SELECT {} FROM imap_intake.poll WHERE workspace=%s ORDER BY id DESC LIMIT 20").format(_POLL_COLUMNS),
             (workspace,)).fetchall()
-        page["outcomes"] = {r["outcome"]: r["n"] for r in cur.execute(
-            "SELECT outcome, count(*) AS n FROM imap_intake.message WHERE workspace=%s GROUP BY 1 ORDER BY 1", (workspace,))}
-        page["imports"] = {r["import_status"]: r["n"] for r in cur.execute(
-            "SELECT import_status, count(*) AS n FROM imap_intake.attachment WHERE workspace=%s GROUP BY 1 ORDER BY 1", (workspace,))}
+        page["outcomes"] = _outcome_counts(cur, workspace)
+        page["imports"] = _import_counts(cur, workspace)
         page["messages"] = cur.execute(
             sql.SQL("SELECT {} FROM imap_intake.message WHERE workspace=%s AND (%s::text IS NULL OR outcome=%s) "
                     "ORDER BY id DESC LIMIT %s").format(_MESSAGE_COLUMNS), (workspace, outcome, outcome, limit)).fetchall()
