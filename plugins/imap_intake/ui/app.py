@@ -81,11 +81,15 @@ def _workspaces(user: Any) -> tuple[list[Workspace], str | None]:
 
 
 def _workspace(user: Any, slug: str) -> Workspace:
-    found, error = _workspaces(user)
+    """The workspace ``slug``, asking the auth manager about its DAG only (not about every workspace)."""
+    try:
+        found = read_workspaces()
+    except ImapIntakeError as exc:
+        raise HTTPException(404, str(exc)) from exc
     for workspace in found:
-        if workspace.slug == slug:
+        if workspace.slug == slug and _may_read(user, workspace):
             return workspace
-    raise HTTPException(404, error or f"No workspace '{slug}' that you may read.")
+    raise HTTPException(404, f"No workspace '{slug}' that you may read.")
 
 
 def _one(user: Any, slug: str, query: Callable[[psycopg.Connection, str, int], dict[str, Any] | None], key: int,
