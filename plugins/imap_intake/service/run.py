@@ -33,29 +33,28 @@ def _ledger(conn_id: str) -> Iterator[psycopg.Connection]:
 
 
 @contextmanager
-def _mailbox_job(slug: str, workspaces_file: str | Path | None) -> Iterator[tuple[Workspace, ConnectionSettings, dict[str, Any], psycopg.Connection]]:
-    """What a poll or a re-read needs: the workspace, its connection's settings, the store's two
-    calls (write an attachment, probe the store) and the ledger connection."""
+def _mailbox_job(slug: str, workspaces_file: str | Path | None) -> Iterator[tuple[Workspace, ConnectionSettings, AttachmentStore, psycopg.Connection]]:
+    """What a poll or a re-read needs: the workspace, its connection's settings, the attachment
+    store (the ledger stages into it per batch and settles it before each COMMIT) and the ledger."""
     workspace = get_workspace(slug, workspaces_file)
     settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
-    store = AttachmentStore(workspace.storage_base)
-    calls = {"store": store, "probe_store": store.probe}  # staged per batch, durable before each COMMIT
     with _ledger(workspace.postgres_conn_id) as connection:
-        yield workspace, settings, calls, connection
+        yield workspace, settings, AttachmentStore(workspace.storage_base), connection
 
 
 def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, sweep_until: dt.datetime | None = None,
              workspaces_file: str | Path | None = None) -> PollResult:
-    with _mailbox_job(slug, workspaces_file) as (workspace, settings, calls, connection):
-        return poll(workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until, **calls)
+    with _mailbox_job(slug, workspaces_file) as (workspace, settings, store, connection):
+        return poll(workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until,
+                    store=store, probe_store=store.probe)
 
 
 def run_reread(
     slug: str, *, now: dt.datetime, uids: list[int] | None = None, outcomes: tuple[str, ...] = DEFAULT_OUTCOMES,
     workspaces_file: str | Path | None = None,
 ) -> RereadResult:
-    with _mailbox_job(slug, workspaces_file) as (workspace, settings, calls, connection):
-        return reread(workspace, settings, connection=connection, now=now, uids=uids, outcomes=outcomes, store=calls["store"])
+    with _mailbox_job(slug, workspaces_file) as (workspace, settings, store, connection):
+        return reread(workspace, settings, connection=connection, now=now, uids=uids, outcomes=outcomes, store=store)
 
 
 def run_import(slug: str, *, now: dt.datetime, limit: int | None = None, workspaces_file: str | Path | None = None) -> ImportResult:
