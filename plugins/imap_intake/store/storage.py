@@ -53,6 +53,7 @@ class AttachmentStore:
         self._root: Any = None
         self._pending: list[tuple[Path, Path]] = []  # (temporary, final) written since the last settle
         self._new_dirs: set[Path] = set()
+        self._staging_ready = False
         self._host = socket.gethostname().replace(".", "_")
         if self._local is not None:
             self._sweep_staging()
@@ -92,9 +93,10 @@ class AttachmentStore:
                 temporary.rename(path)
                 return self.uri_for(sha256)
             self._make_dirs(path.parent)
-            staging = self._local / ".staging"
-            staging.mkdir(exist_ok=True)
-            temporary = staging / f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+            if not self._staging_ready:  # once per store, not once per attachment
+                (self._local / ".staging").mkdir(exist_ok=True)
+                self._staging_ready = True
+            temporary = self._local / ".staging" / f"{self._host}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
             with open(temporary, "wb") as handle:
                 handle.write(data)
             self._pending.append((temporary, path))
