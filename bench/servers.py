@@ -1,5 +1,6 @@
-"""What the Airflow benchmarks share: throwaway Postgres and Dovecot, a scratch folder, the Airflow
-cluster started on them, and the connections a workspace needs; all stopped and removed on exit."""
+"""What the Airflow benchmarks and ``make scale`` share: throwaway Postgres and Dovecot (and Redis
+where asked), a scratch folder, the Airflow cluster started on them, and the connections a
+workspace needs; all stopped and removed on exit, and recorded meanwhile for ``make down``."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import leftovers
 from devstack.airflow_cluster import AirflowCluster
 from devstack.dovecot import DovecotServer
 from devstack.postgres import PostgresServer
+from devstack.redis import RedisServer
 
 
 @dataclass
@@ -21,6 +24,7 @@ class Servers:
     root: Path
     postgres: PostgresServer
     dovecot: DovecotServer
+    redis: RedisServer | None = None
     cluster: AirflowCluster | None = None
 
     def ledger_connection(self) -> str:
@@ -37,15 +41,25 @@ class Servers:
 
 
 @contextmanager
-def servers(prefix: str) -> Iterator[Servers]:
-    found = Servers(Path(tempfile.mkdtemp(prefix=prefix)), PostgresServer.create(), DovecotServer.create())
+def servers(prefix: str, *, redis: bool = False) -> Iterator[Servers]:
+    found = Servers(Path(tempfile.mkdtemp(prefix=prefix)), PostgresServer.create(), DovecotServer.create(),
+                    RedisServer.create() if redis else None)
+    parts = {"postgres": str(found.postgres.data_dir), "dovecot": str(found.dovecot.root), "airflow": str(found.root / "airflow")}
+    if found.redis:
+        parts["redis"] = str(found.redis.root)
+    record = leftovers.record(found.root.name, **parts)
     try:
         found.postgres.start()
         found.dovecot.start()
+        if found.redis:
+            found.redis.start()
         yield found
     finally:
         if found.cluster is not None:
             found.cluster.stop()
+        if found.redis:
+            found.redis.destroy()
         found.dovecot.destroy()
         found.postgres.destroy()
         shutil.rmtree(found.root, ignore_errors=True)
+        leftovers.forget(record)

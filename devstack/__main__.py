@@ -147,9 +147,15 @@ def deliver() -> None:
 
 
 def down() -> None:
+    from devstack import leftovers
+
+    interrupted = leftovers.stop_all()
+    if interrupted:
+        print(f"down: stopped what interrupted runs (make scale, benchmarks) left: {', '.join(interrupted)}")
     stack = Stack.load()
     if stack is None:
-        print("down: nothing running")
+        if not interrupted:
+            print("down: nothing running")
         return
     stack.down()
     (LOCAL / ".seeded").unlink(missing_ok=True)

@@ -1,8 +1,10 @@
-"""A real Airflow on this machine: api-server, scheduler (LocalExecutor), dag-processor and, where
-asked, the triggerer, as separate processes in one process group, with the metadata in Postgres.
+"""A real Airflow on this machine: api-server, scheduler, dag-processor and, where asked, the
+triggerer and Celery workers, each a process group of its own, with the metadata in Postgres. The
+LocalExecutor by default; ``celery_settings`` and ``celery_worker`` make it the CeleryExecutor with
+workers that are hosts of their own (``make scale``).
 
-Used by the backfill tests, ``make airflow`` and the benchmarks: what a user does through Airflow
-(backfill create, trigger, the UI) runs through Airflow's own machinery, not a hand-built context.
+Used by the backfill, push and scale tests, ``make airflow`` and the benchmarks: what a user does
+through Airflow (backfill create, trigger, the UI) runs through Airflow's own machinery.
 """
 
 from __future__ import annotations
@@ -63,17 +65,91 @@ def airflow_base_env(home: Path, metadata_url: str, *, api_port: int, extra: Map
     return env
 
 
+@dataclass(frozen=True)
+class Component:
+    """One Airflow process: ``airflow <args>``, with its own additions to the environment."""
+
+    name: str
+    args: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, component: str | Component) -> Component:
+        return component if isinstance(component, Component) else cls(component, (component,))
+
+
+HOSTNAME_VARIABLE = "IMAP_INTAKE_DEVSTACK_HOSTNAME"
+
+
+def component_hostname() -> str:
+    """``[core] hostname_callable`` of the devstack's Celery workers: each worker process is a host of
+    its own in Airflow's records (task instances' ``hostname``), though all run on this machine."""
+    import socket
+
+    return os.environ.get(HOSTNAME_VARIABLE) or socket.getfqdn()
+
+
+def celery_worker(name: str, *, concurrency: int, queues: str = "default") -> Component:
+    """A Celery worker as a host of its own: its name for Celery and for Airflow, its own log port."""
+    return Component(name, ("celery", "worker", "--celery-hostname", f"{name}@imap-intake", "--concurrency", str(concurrency),
+                            "--queues", queues),
+                     env={HOSTNAME_VARIABLE: name, "AIRFLOW__CORE__HOSTNAME_CALLABLE": "devstack.airflow_cluster.component_hostname",
+                          "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port())})
+
+
+def celery_settings(broker_url: str, metadata_url: str) -> dict[str, str]:
+    """The CeleryExecutor with Redis as broker and Airflow's metadata database as result backend."""
+    return {
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CELERY__BROKER_URL": broker_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + metadata_url.replace("+psycopg2", ""),
+    }
+
+
+def stop_process_groups(pgids: list[int], *, grace: float = 20) -> None:
+    """SIGTERM every group, wait up to ``grace`` seconds for all of them, then SIGKILL what is left."""
+    alive = []
+    for pgid in pgids:
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+            alive.append(pgid)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + grace
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.2)
+        alive = [g for g in alive if _group_alive(g)]
+    for pgid in alive:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:  # reap our own exited children of the group first: a zombie still counts as a member
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @dataclass
 class AirflowCluster:
     home: Path
     env: dict[str, str]
-    components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")
-    pgid: int | None = None
+    components: tuple[str | Component, ...] = ("api-server", "scheduler", "dag-processor")
+    pgids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def create(cls, home: Path, metadata_url: str, *, extra_env: Mapping[str, str] = (), api_port: int | None = None,  # type: ignore[assignment]
-               components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor")) -> AirflowCluster:
+               components: tuple[str | Component, ...] = ("api-server", "scheduler", "dag-processor")) -> AirflowCluster:
         home.mkdir(parents=True, exist_ok=True)
         env = airflow_base_env(home, metadata_url, api_port=api_port or free_port(), extra=extra_env)
         return cls(home=home, env=env, components=components)
@@ -92,40 +168,64 @@ class AirflowCluster:
         self.airflow("db", "migrate", timeout=600)
 
     def start(self) -> None:
-        """Start the components under one shell that leads a new session: one process group to stop."""
-        import shlex
-
-        commands = []
+        """Start every component in a session of its own: each is one process group, so one of them
+        (a Celery worker) can be killed and restarted alone, and ``stop`` ends them all."""
         for component in self.components:
-            log = self.home / f"{component}.log"
-            self.logs[component] = log
-            commands.append(f"{shlex.quote(str(VENV_BIN / 'airflow'))} {component} >>{shlex.quote(str(log))} 2>&1 &")
-        leader = subprocess.Popen(["bash", "-c", " ".join(commands) + " wait"], env=self.env, cwd=ROOT,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        self.pgid = leader.pid
-        (self.home / "cluster.pgid").write_text(str(self.pgid))
-        if "api-server" in self.components:
+            self.start_component(component)
+        if "api-server" in self.names:
             wait_for_port(self.api_port, timeout=180)
 
-    def stop(self) -> None:
-        pgid = self.pgid
-        if pgid is None:
-            try:
-                pgid = int((self.home / "cluster.pgid").read_text())
-            except (OSError, ValueError):
-                return
+    @property
+    def names(self) -> list[str]:
+        return [Component.of(c).name for c in self.components]
+
+    def start_component(self, component: str | Component) -> None:
+        part = Component.of(component)
+        log = self.home / f"{part.name}.log"
+        self.logs[part.name] = log
+        with log.open("ab") as out:
+            process = subprocess.Popen([str(VENV_BIN / "airflow"), *part.args], env={**self.env, **part.env}, cwd=ROOT,
+                                       stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pgids[part.name] = process.pid
+        self._save_pgids()
+
+    def kill_component(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to one component's whole process group (a worker with its task processes)."""
+        pgid = self.pgids.pop(name)
+        self._save_pgids()
         try:
-            os.killpg(pgid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                os.killpg(pgid, 0)
-                time.sleep(0.2)
-            os.killpg(pgid, signal.SIGKILL)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             pass
-        self.pgid = None
-        (self.home / "cluster.pgid").unlink(missing_ok=True)
+
+    def component_pids(self, name: str) -> list[int]:
+        """The live processes of one component (its process group)."""
+        pgid = self.pgids.get(name)
+        if pgid is None:
+            return []
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    if os.getpgid(int(entry.name)) == pgid:
+                        found.append(int(entry.name))
+                except ProcessLookupError:
+                    continue
+        return found
+
+    def _save_pgids(self) -> None:
+        (self.home / "cluster.pgids").write_text(json.dumps(self.pgids))
+
+    def stop(self) -> None:
+        pgids = dict(self.pgids)
+        if not pgids:
+            try:
+                pgids = json.loads((self.home / "cluster.pgids").read_text())
+            except (OSError, ValueError):
+                return
+        stop_process_groups(list(pgids.values()))
+        self.pgids.clear()
+        (self.home / "cluster.pgids").unlink(missing_ok=True)
 
     def wait_for_dag(self, dag_id: str, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

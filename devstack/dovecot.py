@@ -240,3 +240,17 @@ def append_messages(server: DovecotServer, user: str, messages: list[tuple[bytes
         for start in range(0, len(messages), batch):
             chunk = messages[start : start + batch]
             client.multiappend(folder, [{"msg": raw, "date": date} if date else raw for raw, date in chunk])
+
+
+def flags(server: DovecotServer, user: str, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
+    """UID -> flags of every message in ``folder``, read with EXAMINE (changes nothing)."""
+    import ssl
+
+    from imapclient import IMAPClient
+
+    assert server.tls_files is not None
+    context = ssl.create_default_context(cafile=str(server.tls_files.ca_cert))
+    with IMAPClient("127.0.0.1", server.tls_port, ssl=True, ssl_context=context) as client:
+        client.login(user, server.users[user])
+        client.select_folder(folder, readonly=True)
+        return {uid: tuple(sorted(v[b"FLAGS"])) for uid, v in client.fetch(client.search(["ALL"]), ["FLAGS"]).items()}

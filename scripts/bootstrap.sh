@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what the project needs, idempotently: Debian's postgresql and dovecot-imapd when
-# missing (and chromium with WITH_BROWSER=1, for make test), uv, and .venv with the pinned lock (requirements-dev.txt) plus this project (editable). Second runs are fast.
+# Installs what the project needs, idempotently: Debian's postgresql, dovecot-imapd and
+# redis-server (the Celery broker of make scale and its test) when missing (and chromium with WITH_BROWSER=1, for make test), uv, and .venv with the pinned lock (requirements-dev.txt) plus this project (editable). Second runs are fast.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +9,7 @@ sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 need_debs=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_debs+=(postgresql)
 command -v dovecot >/dev/null 2>&1 || [ -x /usr/sbin/dovecot ] || need_debs+=(dovecot-imapd)
+command -v redis-server >/dev/null 2>&1 || [ -x /usr/bin/redis-server ] || need_debs+=(redis-server)
 # The browser tests (make test) drive Debian's Chromium; the demo does not need it.
 if [ -n "${WITH_BROWSER:-}" ]; then command -v chromium >/dev/null 2>&1 || need_debs+=(chromium); fi
 if [ ${#need_debs[@]} -gt 0 ]; then

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from devstack.dovecot import flags
 from devstack.samples import demo_mailbox
 from imap_intake.config import load_workspaces
 from tests.conftest import ROOT
-from tests.service.test_poll import flags
 
 
 class NoNetwork(Exception):

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.airflow_cluster import AirflowCluster
+from devstack.dovecot import flags
 from devstack.samples import PO_CSV_EN, message
 from tests.service.helpers import attachment_rows
-from tests.service.test_poll import flags
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 WORKSPACES = 3

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from devstack.dovecot import flags
 from devstack.faultproxy import FaultProxy
 from devstack.samples import message
 from imap_intake.triggers.new_mail import NewMailTrigger
-from tests.service.test_poll import flags
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from devstack.dovecot import flags
 from devstack.faultproxy import FaultProxy
 from devstack.samples import PO_CSV_EN, message
 from imap_intake.exceptions import MailboxError, MailboxUnreachable
@@ -19,7 +20,6 @@ from imap_intake.store import db as store_db
 from tests.conftest import ROOT, make_settings, make_workspace
 from tests.reliability.report import record
 from tests.service.helpers import attachment_rows, outcomes, run
-from tests.service.test_poll import flags
 
 pytestmark = pytest.mark.integration
 KILL_TRIALS = 20

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from devstack.dovecot import flags
 from devstack.samples import PO_CSV_EN, message, po_pdf
 from imap_intake.exceptions import StorageError
 from imap_intake.mime.extract import Attachment
@@ -15,7 +16,6 @@ from imap_intake.service.reread import reread
 from imap_intake.store.storage import AttachmentStore
 from tests.conftest import make_settings, make_workspace
 from tests.service.helpers import NOW, attachment_rows, outcomes, run
-from tests.service.test_poll import flags
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from imapclient import IMAPClient
 
-from devstack.dovecot import DovecotServer
+from devstack.dovecot import flags
 from devstack.samples import PO_CSV_EN, demo_mailbox, message, po_pdf
 from imap_intake.service.poll import Window
 from imap_intake.store import db as store_db
@@ -22,15 +22,6 @@ from tests.conftest import ROOT, make_settings, make_workspace
 from tests.service.helpers import attachment_rows, outcomes, run
 
 pytestmark = pytest.mark.integration
-
-
-def flags(dovecot: DovecotServer, user: str, folder: str = "INBOX") -> dict[int, tuple[bytes, ...]]:
-    assert dovecot.tls_files is not None
-    context = ssl.create_default_context(cafile=str(dovecot.tls_files.ca_cert))
-    with IMAPClient("127.0.0.1", dovecot.tls_port, ssl=True, ssl_context=context) as client:
-        client.login(user, dovecot.password)
-        client.select_folder(folder, readonly=True)
-        return {uid: tuple(sorted(v[b"FLAGS"])) for uid, v in client.fetch(client.search(["ALL"]), ["FLAGS"]).items()}
 
 
 def test_demo_mailbox_is_imported_once_and_flags_never_change(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -128,7 +119,7 @@ import os, signal, sys
 sys.path.insert(0, {root!r})
 from tests.service.helpers import run
 from tests.conftest import make_settings, make_workspace
-from devstack.dovecot import DovecotServer
+from devstack.dovecot import DovecotServer, flags
 from imap_intake.store import db as store_db
 import imap_intake.store.ledger as ledger
 stored = 0

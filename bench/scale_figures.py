@@ -1,0 +1,160 @@
+"""The figures of ``make scale``: what the cluster did per minute, how long tasks waited in the
+queue, the CPU an idle poll costs end to end, and the peaks of Postgres connections and IMAP
+sessions (sampled every second while it ran). Rendered into docs/scaling.md."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from bench.servers import Servers
+from devstack.airflow_cluster import AirflowCluster
+
+
+class Sampler(threading.Thread):
+    """Every second: Postgres connections per database, IMAP sessions per mailbox; keeps the peaks."""
+
+    def __init__(self, found: Servers, mailboxes: list[str], databases: dict[str, str]) -> None:
+        super().__init__(daemon=True)
+        self.found, self.mailboxes, self.databases = found, mailboxes, databases
+        self.pg_peak: Counter[str] = Counter()
+        self.imap_peak: Counter[str] = Counter()
+        self.imap_total_peak = 0
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.found.postgres.dsn, autocommit=True) as connection:
+            while not self._stop_event.wait(1.0):
+                rows = connection.execute("SELECT datname, count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                          "AND datname IS NOT NULL GROUP BY datname").fetchall()
+                by_name = {name: count for name, count in rows}
+                for label, database in self.databases.items():
+                    self.pg_peak[label] = max(self.pg_peak[label], by_name.get(database, 0))
+                sessions = self.imap_sessions()
+                for user, count in sessions.items():
+                    self.imap_peak[user] = max(self.imap_peak[user], count)
+                self.imap_total_peak = max(self.imap_total_peak, sum(sessions.values()))
+
+    def imap_sessions(self) -> Counter[str]:
+        done = subprocess.run(["doveadm", "-c", str(self.found.dovecot.config_path), "who", "-1"], capture_output=True,
+                              text=True, timeout=30)
+        return Counter(line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip())
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+def cpu_seconds(cluster: AirflowCluster, names: list[str]) -> dict[str, float]:
+    """CPU seconds (user + system, with reaped children: the task processes) of each component's live processes."""
+    totals = {}
+    for name in names:
+        total = 0.0
+        for pid in cluster.component_pids(name):
+            try:
+                t = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            total += t.user + t.system + t.children_user + t.children_system
+        totals[name] = total
+    return totals
+
+
+def _one(connection: psycopg.Connection[Any], sql: str, params: tuple[Any, ...]) -> Any:
+    row = connection.execute(sql, params).fetchone()
+    return row[0] if row else None
+
+
+def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], sampler: Sampler, *, window: tuple[float, float],
+            idle: tuple[float, float], cpu: tuple[dict[str, float], dict[str, float]], workers: list[str]) -> dict[str, Any]:
+    start, end = window
+    minutes = (end - start) / 60
+    between = "BETWEEN to_timestamp(%s) AND to_timestamp(%s)"
+    polls = _one(meta, f"SELECT count(*) FROM task_instance WHERE task_id = 'poll_mailbox' AND state = 'success' AND end_date {between}",
+                 (start, end))
+    tasks = _one(meta, f"SELECT count(*) FROM task_instance WHERE state = 'success' AND end_date {between}", (start, end))
+    attachments = _one(ledger, f"SELECT count(*) FROM imap_intake.attachment WHERE created_at {between}", (start, end))
+    orders = _one(ledger, f"SELECT count(*) FROM imap_intake.purchase_order WHERE created_at {between}", (start, end))
+    latency = meta.execute(
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s) FROM "
+        f"(SELECT extract(epoch FROM start_date - queued_dttm) AS s FROM task_instance WHERE start_date {between} "
+        "AND queued_dttm IS NOT NULL) q", (start, end)).fetchone()
+    per_worker = dict(meta.execute(f"SELECT hostname, count(*) FROM task_instance WHERE start_date {between} AND hostname <> '' "
+                                   "GROUP BY hostname ORDER BY hostname", (start, end)).fetchall())
+    fanned = _one(meta, "SELECT count(*) FROM (SELECT dag_id, run_id FROM task_instance WHERE task_id LIKE 'import_orders_%%' "
+                  f"AND start_date {between} GROUP BY dag_id, run_id HAVING count(DISTINCT hostname) > 1) r", (start, end))
+    idle_runs = _one(meta, f"SELECT count(*) FROM dag_run WHERE state = 'success' AND end_date {between}", idle)
+    idle_polls_with_mail = _one(ledger, f"SELECT count(*) FROM imap_intake.poll WHERE started_at {between} AND fetched > 0", idle)
+    used = {name: round(cpu[1].get(name, 0) - cpu[0].get(name, 0), 1) for name in cpu[1]}
+    scheduler_and_workers = used.get("scheduler", 0) + sum(used.get(w, 0) for w in workers)
+    return {
+        "load_minutes": round(minutes, 1),
+        "polls_per_minute": round(polls / minutes, 1),
+        "tasks_per_minute": round(tasks / minutes, 1),
+        "attachments_per_minute": round(attachments / minutes, 1),
+        "orders_per_minute": round(orders / minutes, 1),
+        "queue_latency_s": {"p50": round(float(latency[0] or 0), 2), "p95": round(float(latency[1] or 0), 2),
+                            "max": round(float(latency[2] or 0), 2)} if latency else None,
+        "tasks_per_worker": per_worker,
+        "runs_with_imports_on_two_workers": fanned,
+        "idle": {"minutes": round((idle[1] - idle[0]) / 60, 1), "runs": idle_runs, "polls_that_found_mail": idle_polls_with_mail,
+                 "cpu_seconds": used,
+                 "cpu_s_per_run_scheduler_and_workers": round(scheduler_and_workers / idle_runs, 2) if idle_runs else None,
+                 "cpu_s_per_run_with_api_server": round((scheduler_and_workers + used.get("api-server", 0)) / idle_runs, 2)
+                 if idle_runs else None},
+        "postgres_connections_peak": dict(sampler.pg_peak),
+        "imap_sessions_peak": {"per_mailbox_max": max(sampler.imap_peak.values(), default=0),
+                               "by_mailbox": sorted(sampler.imap_peak.values(), reverse=True), "all_mailboxes": sampler.imap_total_peak},
+    }
+
+
+BEGIN, END = "<!-- make scale: begin -->", "<!-- make scale: end -->"
+
+
+def render(report: dict[str, Any], path: Path) -> None:
+    """Replace the measured section of docs/scaling.md (between its markers) with this run's figures."""
+    f, v, d, k = report["figures"], report["verdict"], report["delivered"], report["kill"]
+    idle, lat = f["idle"], f["queue_latency_s"]
+    rows = [
+        ("workspaces polled per minute (poll tasks finished)", f["polls_per_minute"]),
+        ("task instances finished per minute", f["tasks_per_minute"]),
+        ("attachments stored per minute", f["attachments_per_minute"]),
+        ("orders imported per minute", f["orders_per_minute"]),
+        ("task queue latency (queued → started), p50 / p95 / max", f"{lat['p50']} / {lat['p95']} / {lat['max']} s"),
+        ("task instances per worker", ", ".join(f"{h}: {n}" for h, n in f["tasks_per_worker"].items())),
+        ("runs whose two import tasks ran on two workers", f["runs_with_imports_on_two_workers"]),
+        ("CPU per idle run, scheduler + workers (with api-server)",
+         f"{idle['cpu_s_per_run_scheduler_and_workers']} core-s ({idle['cpu_s_per_run_with_api_server']} core-s); "
+         f"{idle['runs']} idle runs in {idle['minutes']} min"),
+        ("Postgres connections at peak", ", ".join(f"{db}: {n}" for db, n in f["postgres_connections_peak"].items())),
+        ("IMAP sessions at peak, per mailbox (max) / all mailboxes",
+         f"{f['imap_sessions_peak']['per_mailbox_max']} / {f['imap_sessions_peak']['all_mailboxes']} (pool: 4 slots per mailbox)"),
+    ]
+    section = [
+        BEGIN,
+        f"Measured by `{report['command']}` ({report['date']}, {report['cores']} cores, one machine): {report['workspaces']} workspaces "
+        f"over {report['mailboxes']} mailboxes, CeleryExecutor with Redis, {report['workers']} workers × {report['concurrency']} slots, "
+        f"schedule `{report['schedule']}`, {report['import_tasks']} import tasks per run. {d['messages']} messages with "
+        f"{d['orders']} orders appended over {d['minutes']:g} min while runs overlapped; `{k['worker']}` killed with SIGKILL "
+        f"({k['processes_killed']} processes) while it ran {len(k['interrupted'])} task(s), restarted 20 s later. Rates are over "
+        f"the {f['load_minutes']} min from the first delivery until everything was imported.",
+        "",
+        "| figure | measured |",
+        "|---|---|",
+        *[f"| {name} | {value} |" for name, value in rows],
+        "",
+        f"Verdict: `{v['line']}`",
+        END,
+    ]
+    text = path.read_text()
+    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    if not pattern.search(text):
+        raise ValueError(f"{path} has no {BEGIN} … {END} section to fill")
+    path.write_text(pattern.sub(lambda _m: "\n".join(section), text))
