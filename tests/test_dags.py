@@ -43,6 +43,9 @@ def test_dags_folder_imports_without_network_or_database(monkeypatch: pytest.Mon
     assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders_1", "import_orders_2", "publish_orders"}
     assert set(dag.params) == {"since", "until"}  # the trigger form's backfill dates
     assert [a.uri for a in dag.get_task("publish_orders").outlets] == ["imap-intake://demo/purchase-orders"]
+    # A task lost with its worker (SIGKILL, a node gone) is failed by the scheduler's heartbeat check:
+    # only a retry saves the run. Every task retries (make scale found publish_orders without one).
+    assert all(t.retries >= 1 for t in dag.tasks), {t.task_id: t.retries for t in dag.tasks}
 
 
 def test_a_thousand_workspaces_build_a_thousand_dags() -> None:

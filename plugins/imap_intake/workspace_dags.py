@@ -124,7 +124,9 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None) -> DA
         ]
         publish = PublishOrdersOperator(
             task_id="publish_orders", import_task_ids=[t.task_id for t in imports],
-            outlets=[orders_asset(workspace.slug)], trigger_rule="all_done", retries=0,
+            # Retried like every task here: a worker lost mid-task (make scale kills one) must not fail the
+            # run. It only reads XComs and emits the event on success, so a retry cannot publish twice.
+            outlets=[orders_asset(workspace.slug)], trigger_rule="all_done", retry_delay=dt.timedelta(seconds=10),
         )
         poll >> imports  # type: ignore[operator]
         imports >> publish  # type: ignore[operator]
