@@ -151,7 +151,7 @@ def wait_for_retries(meta: psycopg.Connection[Any], kill: dict[str, Any], timeou
         time.sleep(2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspaces", type=int, default=50)
     parser.add_argument("--mailboxes", type=int, default=10)
@@ -165,7 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lost-after", type=int, default=60,
                         help="seconds without heartbeat before the scheduler retries a task (Airflow's default: 300)")
     parser.add_argument("--write", action="store_true")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = arguments(argv)
     from bench.scale_checks import Verdict, check, left_running, server_pids
 
     owners = spread(args.workspaces, args.mailboxes)

@@ -78,3 +78,18 @@ def test_every_environment_variable_the_code_reads_is_declared() -> None:
         if "value" in entry:
             assert dockerfile_env.get(entry["name"]) == entry["value"]
     assert os.path.exists(ROOT / "packages.txt") and os.path.exists(ROOT / "dags" / ".airflowignore")
+
+
+def test_the_deployment_template_is_the_celery_deployment_make_scale_runs() -> None:
+    from bench import scale
+
+    template = yaml.safe_load((ROOT / MANIFEST["deployment"]["template"]).read_text())["deployment"]
+    wanted = MANIFEST["deployment"]
+    assert template["configuration"]["executor"] == wanted["executor"] == "CeleryExecutor"
+    assert template["configuration"]["runtime_version"] == MANIFEST["runtime"]["image"].rsplit(":", 1)[1]
+    [queue] = template["worker_queues"]
+    assert queue["name"] == wanted["worker_queue"]
+    assert queue["min_worker_count"] == wanted["min_workers"] >= 2  # a worker can be lost
+    assert queue["worker_concurrency"] == wanted["worker_concurrency"]
+    defaults = scale.arguments([])
+    assert (defaults.workers, defaults.concurrency) == (wanted["min_workers"], wanted["worker_concurrency"])

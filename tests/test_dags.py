@@ -219,5 +219,9 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
 
     second = dag.test()  # nothing new: no double import, no second asset event
     assert str(second.state).endswith("success")
+    # ... and no import task process either: the poll found nothing to import and skipped them.
+    states = {ti.task_id: str(ti.state) for ti in second.get_task_instances()}
+    assert states["poll_mailbox"].endswith("success"), states
+    assert all(states[t].endswith("skipped") for t in ("import_orders_1", "import_orders_2", "publish_orders")), states
     assert db.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace='dagtest'").fetchone()[0] == 6
     assert len(events()) == 1

@@ -54,7 +54,8 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
 
     In an Airflow backfill run the poll rescans its data interval; the backfill's first run sweeps
     from its interval to now, and later runs inside that sweep finish without an IMAP session and
-    skip the import tasks (nothing new can have been stored).
+    skip the import tasks (nothing new can have been stored). Any run after which no attachment
+    awaits import skips them too.
     """
 
     template_fields: Sequence[str] = ("workspace", "since", "until")
@@ -85,6 +86,11 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
         self.poll_id = result.get("poll_id")  # type: ignore[assignment]
         if result.get("covered_by_scan") is not None:
             self.log.info("window covered by backfill scan %s: skipping the import tasks", result["covered_by_scan"])
+            self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
+        elif result.get("importable") == 0:
+            # An idle run: each import task would start a process to find nothing (make scale measured
+            # most of an idle run's cost there). Pending work left by a failed import is counted too.
+            self.log.info("nothing to import for workspace '%s': skipping the import and publish tasks", self.workspace)
             self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
         return result
 

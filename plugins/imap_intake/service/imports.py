@@ -23,16 +23,20 @@ from imap_intake.orders import Order, parse
 log = logging.getLogger(__name__)
 Importer = Callable[..., Order]
 
-CLAIM = """
-SELECT id, message, kind, sha256, supplier, attempts, original_filename
-FROM imap_intake.attachment
-WHERE workspace = %s
+#: An attachment an import task may take now (parameters: workspace, max attempts, now).
+IMPORTABLE = """
+workspace = %s
   AND (import_status = 'pending'
        OR (import_status = 'failed' AND attempts < %s AND (last_attempt_at IS NULL OR last_attempt_at < %s)))
+"""
+CLAIM = f"""
+SELECT id, message, kind, sha256, supplier, attempts, original_filename
+FROM imap_intake.attachment
+WHERE {IMPORTABLE}
 ORDER BY id
 FOR UPDATE SKIP LOCKED
 LIMIT 1
-"""
+"""  # noqa: S608 - a constant
 
 
 @dataclass
@@ -45,6 +49,13 @@ class ImportResult:
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+def count_importable(workspace: Workspace, *, connection: psycopg.Connection, now: dt.datetime) -> int:
+    """How many attachments the import tasks would take now: none means they have nothing to do."""
+    row = connection.execute(f"SELECT count(*) FROM imap_intake.attachment WHERE {IMPORTABLE}",  # noqa: S608 - a constant
+                             (workspace.slug, workspace.max_import_attempts, now)).fetchone()
+    return int(row[0]) if row else 0
 
 
 def load_importer(dotted: str | None, *, workspace: str) -> Importer:

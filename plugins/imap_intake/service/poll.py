@@ -59,6 +59,9 @@ class PollResult:
     covered_by_scan: int | None = None
     window: tuple[str, str] | None = None
     poll_id: int | None = None
+    #: Attachments the import tasks would take after this poll (set by ``run_poll``): 0 lets the
+    #: DAG skip them instead of starting task processes that find nothing.
+    importable: int | None = None
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -14,7 +14,7 @@ from imap_intake.config import Workspace
 from imap_intake.exceptions import ConfigError
 from imap_intake.hooks.imap import ImapIntakeHook
 from imap_intake.imap.settings import ConnectionSettings
-from imap_intake.service.imports import ImportResult, import_pending
+from imap_intake.service.imports import ImportResult, count_importable, import_pending
 from imap_intake.service.poll import PollResult, Window, poll
 from imap_intake.service.reread import DEFAULT_OUTCOMES, RereadResult, reread
 from imap_intake.store import db
@@ -45,8 +45,10 @@ def _mailbox_job(slug: str, workspaces_file: str | Path | None) -> Iterator[tupl
 def run_poll(slug: str, *, now: dt.datetime, window: Window | None = None, sweep_until: dt.datetime | None = None,
              workspaces_file: str | Path | None = None) -> PollResult:
     with _mailbox_job(slug, workspaces_file) as (workspace, settings, store, connection):
-        return poll(workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until,
-                    store=store, probe_store=store.probe)
+        result = poll(workspace, settings, connection=connection, now=now, window=window, sweep_until=sweep_until,
+                      store=store, probe_store=store.probe)
+        result.importable = count_importable(workspace, connection=connection, now=now)
+        return result
 
 
 def run_reread(
