@@ -42,6 +42,9 @@ def test_demo_mailbox_is_imported_once_and_flags_never_change(dovecot, mail_user
         (workspace.slug,),
     ).fetchall()
     assert any("unsupported type: docx" in r[0] for r in skipped)
+    # Each poll row spans the time the poll held its session (the status page and make scale read it).
+    spans = db.execute("SELECT started_at, finished_at FROM imap_intake.poll WHERE workspace=%s ORDER BY id", (workspace.slug,)).fetchall()
+    assert len(spans) == 2 and all(end > start for start, end in spans) and spans[1][0] >= spans[0][1]
 
 
 def test_new_mail_after_a_poll_is_picked_up_incrementally(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -128,7 +128,7 @@ def poll(
     result = PollResult(workspace=workspace.slug, folder=folder, mode="backfill" if window else "poll")
     rules = rules_fingerprint(workspace, settings)
     with ledger.exclusive():
-        poll_id = result.poll_id = ledger.start_poll("backfill" if window else "poll", now)
+        poll_id = result.poll_id = ledger.start_poll("backfill" if window else "poll")
         scan = window
         if window:
             result.window = (window.since.isoformat(), window.until.isoformat())
@@ -138,7 +138,7 @@ def poll(
                 if scan is None:
                     log.info("backfill window %s - %s lies inside backfill scan %s made under the same rules: nothing to read",
                              window.since, window.until, result.covered_by_scan)
-                    ledger.finish_poll(poll_id, status="covered", fetched=0, imported=0, now=now)
+                    ledger.finish_poll(poll_id, status="covered", fetched=0, imported=0)
                     return result
         try:
             with open_mailbox(settings) as mailbox:
@@ -160,9 +160,9 @@ def poll(
             result.cursor_uid = final.last_uid if final else None
         except BaseException as exc:
             if not connection.closed and not connection.broken:
-                ledger.finish_poll(poll_id, status="failed", fetched=result.fetched, imported=result.attachments, now=now, error=str(exc)[:2000])
+                ledger.finish_poll(poll_id, status="failed", fetched=result.fetched, imported=result.attachments, error=str(exc)[:2000])
             raise
-        ledger.finish_poll(poll_id, status="ok", fetched=result.fetched, imported=result.attachments, now=now)
+        ledger.finish_poll(poll_id, status="ok", fetched=result.fetched, imported=result.attachments)
     return result
 
 

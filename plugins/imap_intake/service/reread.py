@@ -87,7 +87,7 @@ def reread(
     ledger = Ledger(connection, workspace=workspace.slug, account=settings.account, folder=folder)
     result = RereadResult(workspace=workspace.slug, folder=folder)
     with ledger.exclusive():
-        poll_id = ledger.start_poll("reread", now)
+        poll_id = ledger.start_poll("reread")
         done = BatchResult()
         try:
             with open_mailbox(settings) as mailbox:
@@ -102,9 +102,9 @@ def reread(
             result.attachments = done.attachments
         except BaseException as exc:
             if not connection.closed and not connection.broken:
-                ledger.finish_poll(poll_id, status="failed", fetched=len(result.changes), imported=done.attachments, now=now, error=str(exc))
+                ledger.finish_poll(poll_id, status="failed", fetched=len(result.changes), imported=done.attachments, error=str(exc))
             raise
-        ledger.finish_poll(poll_id, status="ok", fetched=result.reread, imported=done.attachments, now=now)
+        ledger.finish_poll(poll_id, status="ok", fetched=result.reread, imported=done.attachments)
     if result.gone:
         log.warning("UID(s) %s are no longer in folder '%s' (expunged or moved): not re-read", result.gone, folder)
     return result

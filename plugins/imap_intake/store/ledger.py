@@ -153,19 +153,21 @@ class Ledger:
         ).fetchall()
         return {int(r[0]) for r in rows}
 
-    def start_poll(self, mode: str, now: dt.datetime) -> int:
+    def start_poll(self, mode: str) -> int:
+        """A poll row; its start and finish are the database's wall clock (``clock_timestamp()``), so
+        they show how long the poll really held its session (the run's ``now`` is one instant)."""
         row = self.connection.execute(
             "INSERT INTO imap_intake.poll (workspace, account, folder, mode, started_at) "
-            "VALUES (%s, %s, %s, %s, %s) RETURNING id",
-            (self.workspace, self.account, self.folder, mode, now),
+            "VALUES (%s, %s, %s, %s, clock_timestamp()) RETURNING id",
+            (self.workspace, self.account, self.folder, mode),
         ).fetchone()
         assert row is not None
         return int(row[0])
 
-    def finish_poll(self, poll_id: int, *, status: str, fetched: int, imported: int, now: dt.datetime, error: str | None = None) -> None:
+    def finish_poll(self, poll_id: int, *, status: str, fetched: int, imported: int, error: str | None = None) -> None:
         self.connection.execute(
-            "UPDATE imap_intake.poll SET status=%s, fetched=%s, imported=%s, finished_at=%s, error=%s WHERE id=%s",
-            (status, fetched, imported, now, storable_or_none(error), poll_id),
+            "UPDATE imap_intake.poll SET status=%s, fetched=%s, imported=%s, finished_at=clock_timestamp(), error=%s WHERE id=%s",
+            (status, fetched, imported, storable_or_none(error), poll_id),
         )
 
     def _advance_cursor(self, cursor: Cursor) -> None:
