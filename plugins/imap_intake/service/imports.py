@@ -37,6 +37,7 @@ ORDER BY id
 FOR UPDATE SKIP LOCKED
 LIMIT 1
 """  # noqa: S608 - a constant
+COUNT_IMPORTABLE = "SELECT count(*) FROM imap_intake.attachment WHERE " + IMPORTABLE  # noqa: S608 - constants
 
 
 @dataclass
@@ -53,8 +54,7 @@ class ImportResult:
 
 def count_importable(workspace: Workspace, *, connection: psycopg.Connection, now: dt.datetime) -> int:
     """How many attachments the import tasks would take now: none means they have nothing to do."""
-    row = connection.execute(f"SELECT count(*) FROM imap_intake.attachment WHERE {IMPORTABLE}",  # noqa: S608 - a constant
-                             (workspace.slug, workspace.max_import_attempts, now)).fetchone()
+    row = connection.execute(COUNT_IMPORTABLE, (workspace.slug, workspace.max_import_attempts, now)).fetchone()
     return int(row[0]) if row else 0
 
 
