@@ -20,7 +20,7 @@ from imap_intake.config import Workspace
 from imap_intake.imap.mailbox import FolderState, Mailbox
 from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.mime.extract import Attachment
-from imap_intake.service.reading import MailboxOpener, read_groups
+from imap_intake.service.reading import MailboxOpener, limits_of, read_ahead, read_group
 from imap_intake.service.reread import reread_messages
 from imap_intake.store.ledger import BatchResult, Cursor, Ledger, MessageRecord, is_transient
 
@@ -212,25 +212,25 @@ def _drain(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Work
         settings.describe, state.name, result.mode, state.uidvalidity, state.uidnext, len(todo), len(known),
     )
     total = (len(todo) + workspace.batch_size - 1) // workspace.batch_size
-    for number, batch in enumerate(_batches(todo, workspace.batch_size), start=1):
-        metas = mailbox.metadata(batch)
-        if scan:
-            metas = [m for m in metas if scan.contains(m.internal_date)]
-        for group, read in read_groups(mailbox, workspace, settings, state.uidvalidity, metas):
-            records = [record for _meta, record in read if record is not None]
-            result.fetched += sum(1 for meta, record in read if record is not None and meta.size <= workspace.max_message_bytes)
-            # The group is contiguous in UID order, so everything up to its last UID is recorded.
-            advance = None if scan else Cursor(state.uidvalidity, group[-1].uid)
-            done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
-            result.recorded += done.recorded
-            result.duplicates += done.duplicates
-            result.attachments += done.attachments
-            for outcome, count in done.outcomes.items():
-                result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
-            log.info(
-                "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
-                number, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
-            )
+    limits = limits_of(workspace)
+    keep = (lambda meta: scan.contains(meta.internal_date)) if scan else None
+    for fetched in read_ahead(mailbox, _batches(todo, workspace.batch_size), max_message_bytes=workspace.max_message_bytes, keep=keep):
+        group = fetched.metas
+        read = read_group(workspace, settings, state.uidvalidity, fetched, limits)
+        records = [record for _meta, record in read if record is not None]
+        result.fetched += sum(1 for meta, record in read if record is not None and meta.size <= workspace.max_message_bytes)
+        # The group is contiguous in UID order, so everything up to its last UID is recorded.
+        advance = None if scan else Cursor(state.uidvalidity, group[-1].uid)
+        done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
+        result.recorded += done.recorded
+        result.duplicates += done.duplicates
+        result.attachments += done.attachments
+        for outcome, count in done.outcomes.items():
+            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
+        log.info(
+            "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
+            fetched.batch, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
+        )
 
 
 def _reevaluate(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Workspace, settings: ConnectionSettings,

@@ -4,8 +4,11 @@ apart from the records' shape; shared by the poll and the re-read."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 
 from imap_intake.config import Workspace
 from imap_intake.imap.mailbox import FetchedMessage, Mailbox, MessageMeta
@@ -83,22 +86,111 @@ def groups(metas: Sequence[MessageMeta], max_message_bytes: int) -> Iterator[Seq
         yield group
 
 
+@dataclass(frozen=True)
+class FetchedGroup:
+    """One group of messages as read from the server: their metadata (UID order), the bodies of those
+    not too large to download, and the UID batch it belongs to (1-based, for the logs)."""
+
+    batch: int
+    metas: Sequence[MessageMeta]
+    bodies: dict[int, FetchedMessage]
+    weight: int
+
+
+def _weight(group: Sequence[MessageMeta], max_message_bytes: int) -> int:
+    return sum(m.size for m in group if m.size <= max_message_bytes)
+
+
+def read_ahead(mailbox: Mailbox, uid_batches: Iterable[Sequence[int]], *, max_message_bytes: int,
+               keep: Callable[[MessageMeta], bool] | None = None,
+               ahead_bytes: int = BODY_BYTES_PER_FETCH) -> Iterator[FetchedGroup]:
+    """The groups of ``uid_batches``, read by a thread of their own while the caller extracts and
+    records the previous group: the IMAP round trips (metadata, then bodies) overlap the parsing and
+    the ledger's writes. The thread is the only user of ``mailbox`` until the iteration ends. Memory
+    stays bounded: a group is read ahead only while the bodies held (being recorded plus read ahead)
+    stay within ``ahead_bytes``, so a group as large as the bound is read only once the one before
+    it was recorded. The reader's errors are raised here, in the caller's thread."""
+    lock = threading.Condition()
+    ready: deque[FetchedGroup | BaseException | None] = deque()
+    held = [0]
+    stopping = threading.Event()
+
+    def reader() -> None:
+        outcome: BaseException | None = None
+        try:
+            for number, batch in enumerate(uid_batches, start=1):
+                metas = mailbox.metadata(batch)
+                if keep is not None:
+                    metas = [m for m in metas if keep(m)]
+                for group in groups(metas, max_message_bytes):
+                    weight = _weight(group, max_message_bytes)
+                    with lock:
+                        while not (stopping.is_set() or held[0] == 0 or held[0] + weight <= ahead_bytes):
+                            lock.wait()
+                        if stopping.is_set():
+                            return
+                        held[0] += weight
+                    wanted = [m.uid for m in group if m.size <= max_message_bytes]
+                    bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
+                    with lock:
+                        ready.append(FetchedGroup(number, group, bodies, weight))
+                        lock.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread, raised there
+            outcome = exc
+        finally:
+            with lock:
+                ready.append(outcome)
+                lock.notify_all()
+
+    thread = threading.Thread(target=reader, name="imap-intake-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            with lock:
+                lock.wait_for(lambda: bool(ready))
+                item = ready.popleft()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+            with lock:
+                held[0] -= item.weight
+                lock.notify_all()
+    finally:
+        stopping.set()
+        with lock:
+            lock.notify_all()
+        thread.join()
+
+
+def read_group(workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, fetched: FetchedGroup,
+               limits: Limits) -> list[tuple[MessageMeta, MessageRecord | None]]:
+    """Each message of a fetched group with its record (a too-large one without downloading it;
+    ``None`` when it was expunged since it was listed)."""
+    read: list[tuple[MessageMeta, MessageRecord | None]] = []
+    for meta in fetched.metas:
+        if meta.size > workspace.max_message_bytes:
+            read.append((meta, too_large(uidvalidity, meta, workspace.max_message_bytes)))
+        elif meta.uid in fetched.bodies:
+            read.append((meta, record_for(workspace, settings, uidvalidity, fetched.bodies.pop(meta.uid), limits)))
+        else:
+            read.append((meta, None))
+    return read
+
+
+def limits_of(workspace: Workspace) -> Limits:
+    return Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
+
+
 def read_groups(
     mailbox: Mailbox, workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, metas: Sequence[MessageMeta],
 ) -> Iterator[tuple[Sequence[MessageMeta], list[tuple[MessageMeta, MessageRecord | None]]]]:
-    """Fetch and read ``metas`` in byte-bounded groups: per group, each message with its record
-    (a too-large one without downloading it; ``None`` when it was expunged since it was listed)."""
-    limits = Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
-    for group in groups(metas, workspace.max_message_bytes):
+    """Fetch and read ``metas`` (already listed) in byte-bounded groups, one after the other."""
+    limits = limits_of(workspace)
+    for number, group in enumerate(groups(metas, workspace.max_message_bytes), start=1):
         wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
         bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
-        read: list[tuple[MessageMeta, MessageRecord | None]] = []
-        for meta in group:
-            if meta.size > workspace.max_message_bytes:
-                read.append((meta, too_large(uidvalidity, meta, workspace.max_message_bytes)))
-            elif meta.uid in bodies:
-                read.append((meta, record_for(workspace, settings, uidvalidity, bodies.pop(meta.uid), limits)))
-            else:
-                read.append((meta, None))
+        fetched = FetchedGroup(number, group, bodies, _weight(group, workspace.max_message_bytes))
         del bodies
-        yield group, read
+        yield group, read_group(workspace, settings, uidvalidity, fetched, limits)
