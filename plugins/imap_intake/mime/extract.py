@@ -9,6 +9,7 @@ signatures are left out; inline PDFs are kept. winmail.dat is unpacked.
 from __future__ import annotations
 
 import email
+import email.feedparser
 import email.utils
 import hashlib
 import re
@@ -228,10 +229,23 @@ class _Collector:
         )
 
 
+FEED_CHUNK = 64 * 1024
+
+
+def _parse(raw: bytes) -> Message:
+    """``email.message_from_bytes``, fed in chunks: the same feed parser and the same result, without
+    the whole message as one str and as a StringIO (4 bytes per character) beside the bytes."""
+    parser = email.feedparser.BytesFeedParser(policy=headers.POLICY)
+    view = memoryview(raw)
+    for start in range(0, len(raw), FEED_CHUNK):
+        parser.feed(bytes(view[start : start + FEED_CHUNK]))
+    return parser.close()
+
+
 def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
     """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail:
     a part that cannot be read becomes a skipped part with the reason."""
-    msg = email.message_from_bytes(raw, policy=headers.POLICY)
+    msg = _parse(raw)
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
     collector = _Collector(limits)
     forwarded: list[str] = []
