@@ -15,7 +15,7 @@ import psycopg
 
 from bench.servers import Servers
 from devstack.dovecot import flags
-from devstack.process import pid_alive
+from devstack.process import group_alive, pid_alive
 
 #: A task queued or running this long, or a run active this long, counts as stuck.
 STUCK_TASK_S, STUCK_RUN_S = 300, 600
@@ -143,7 +143,7 @@ def left_running(root: Path, groups: list[int], pids: list[int], *, wait: float 
     whose command line names its scratch folder), given ``wait`` seconds to finish exiting."""
     deadline = time.monotonic() + wait
     while True:
-        alive = [f"process group {g}" for g in groups if _group_alive(g)]
+        alive = [f"process group {g}" for g in groups if group_alive(g)]
         alive += [f"pid {pid}" for pid in pids if pid_alive(pid)]
         marker = str(root).encode()
         for entry in Path("/proc").iterdir():
@@ -158,11 +158,3 @@ def left_running(root: Path, groups: list[int], pids: list[int], *, wait: float 
         if not alive or time.monotonic() > deadline:
             return alive
         time.sleep(0.5)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True

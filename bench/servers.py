@@ -44,7 +44,8 @@ class Servers:
 def servers(prefix: str, *, redis: bool = False) -> Iterator[Servers]:
     found = Servers(Path(tempfile.mkdtemp(prefix=prefix)), PostgresServer.create(), DovecotServer.create(),
                     RedisServer.create() if redis else None)
-    parts = {"postgres": str(found.postgres.data_dir), "dovecot": str(found.dovecot.root), "airflow": str(found.root / "airflow")}
+    parts = {"postgres": str(found.postgres.data_dir), "dovecot": str(found.dovecot.root), "airflow": str(found.root / "airflow"),
+             "scratch": str(found.root)}
     if found.redis:
         parts["redis"] = str(found.redis.root)
     record = leftovers.record(found.root.name, **parts)

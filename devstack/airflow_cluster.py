@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.process import free_port, wait_for_port
+from devstack.process import free_port, group_alive, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -118,25 +118,12 @@ def stop_process_groups(pgids: list[int], *, grace: float = 20) -> None:
     deadline = time.monotonic() + grace
     while alive and time.monotonic() < deadline:
         time.sleep(0.2)
-        alive = [g for g in alive if _group_alive(g)]
+        alive = [g for g in alive if group_alive(g)]
     for pgid in alive:
         try:
             os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _group_alive(pgid: int) -> bool:
-    try:  # reap our own exited children of the group first: a zombie still counts as a member
-        while os.waitpid(-pgid, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        pass
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @dataclass

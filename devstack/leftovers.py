@@ -5,13 +5,15 @@ interrupted (Ctrl-C, a closed terminal) before it could clean up after itself.""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 RUNS = Path(__file__).resolve().parent.parent / ".local" / "runs"
 
 
 def record(name: str, **parts: str) -> Path:
-    """Note the servers of a run: ``postgres`` (data dir), ``dovecot``, ``redis`` (roots), ``airflow`` (home)."""
+    """Note the servers of a run: ``postgres`` (data dir), ``dovecot``, ``redis`` (roots), ``airflow``
+    (home) and ``scratch`` (its folder, removed last)."""
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{name}.json"
     path.write_text(json.dumps(parts))
@@ -46,6 +48,8 @@ def stop_all() -> list[str]:
             DovecotServer(root=Path(parts["dovecot"])).destroy()
         if "postgres" in parts:
             PostgresServer(data_dir=Path(parts["postgres"]), port=0).destroy()
+        if "scratch" in parts:
+            shutil.rmtree(parts["scratch"], ignore_errors=True)
         forget(path)
         stopped.append(path.stem)
     return stopped

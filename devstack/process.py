@@ -63,3 +63,18 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` lives. Our own exited children in it are reaped first:
+    a zombie still counts as a member."""
+    try:
+        while os.waitpid(-pgid, os.WNOHANG)[0]:
+            pass
+    except ChildProcessError:
+        pass
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

@@ -4,15 +4,12 @@ demo connections and keys, and an environment in which Airflow and imap-intake f
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from devstack.airflow_cluster import project_airflow_settings
+from devstack.airflow_cluster import project_airflow_settings, stop_process_groups
 from devstack.dovecot import DovecotServer
 from devstack.oauth_server import OAuthServer
 from devstack.postgres import PostgresServer
@@ -144,15 +141,7 @@ class Stack:
 
     def stop_airflow(self) -> None:
         if self.airflow_pgid:
-            try:
-                os.killpg(self.airflow_pgid, signal.SIGTERM)
-                deadline = time.monotonic() + 20
-                while time.monotonic() < deadline:
-                    os.killpg(self.airflow_pgid, 0)
-                    time.sleep(0.2)
-                os.killpg(self.airflow_pgid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            stop_process_groups([self.airflow_pgid])
             self.airflow_pgid = None
 
     def down(self) -> None:
