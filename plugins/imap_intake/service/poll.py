@@ -12,6 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -214,23 +215,27 @@ def _drain(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Work
     total = (len(todo) + workspace.batch_size - 1) // workspace.batch_size
     limits = limits_of(workspace)
     keep = (lambda meta: scan.contains(meta.internal_date)) if scan else None
-    for fetched in read_ahead(mailbox, _batches(todo, workspace.batch_size), max_message_bytes=workspace.max_message_bytes, keep=keep):
-        group = fetched.metas
-        read = read_group(workspace, settings, state.uidvalidity, fetched, limits)
-        records = [record for _meta, record in read if record is not None]
-        result.fetched += sum(1 for meta, record in read if record is not None and meta.size <= workspace.max_message_bytes)
-        # The group is contiguous in UID order, so everything up to its last UID is recorded.
-        advance = None if scan else Cursor(state.uidvalidity, group[-1].uid)
-        done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
-        result.recorded += done.recorded
-        result.duplicates += done.duplicates
-        result.attachments += done.attachments
-        for outcome, count in done.outcomes.items():
-            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
-        log.info(
-            "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
-            fetched.batch, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
-        )
+    # closing(): when recording fails, the reader thread is stopped and joined before the error leaves
+    # here, so nothing else uses the connection while the caller handles it (or logs out).
+    with closing(read_ahead(mailbox, _batches(todo, workspace.batch_size), max_message_bytes=workspace.max_message_bytes,
+                            keep=keep)) as fetched_groups:
+        for fetched in fetched_groups:
+            group = fetched.metas
+            read = read_group(workspace, settings, state.uidvalidity, fetched, limits)
+            records = [record for _meta, record in read if record is not None]
+            result.fetched += sum(1 for meta, record in read if record is not None and meta.size <= workspace.max_message_bytes)
+            # The group is contiguous in UID order, so everything up to its last UID is recorded.
+            advance = None if scan else Cursor(state.uidvalidity, group[-1].uid)
+            done = _record(ledger, records, store=store, advance_to=advance, poll_id=poll_id, probe_store=probe_store)
+            result.recorded += done.recorded
+            result.duplicates += done.duplicates
+            result.attachments += done.attachments
+            for outcome, count in done.outcomes.items():
+                result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
+            log.info(
+                "batch %d/%d: UIDs %d-%d: %d recorded, %d duplicate(s), %d attachment(s) stored",
+                fetched.batch, total, group[0].uid, group[-1].uid, done.recorded, done.duplicates, done.attachments,
+            )
 
 
 def _reevaluate(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Workspace, settings: ConnectionSettings,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -103,7 +103,7 @@ def _weight(group: Sequence[MessageMeta], max_message_bytes: int) -> int:
 
 def read_ahead(mailbox: Mailbox, uid_batches: Iterable[Sequence[int]], *, max_message_bytes: int,
                keep: Callable[[MessageMeta], bool] | None = None,
-               ahead_bytes: int = BODY_BYTES_PER_FETCH) -> Iterator[FetchedGroup]:
+               ahead_bytes: int = BODY_BYTES_PER_FETCH) -> Generator[FetchedGroup, None, None]:
     """The groups of ``uid_batches``, read by a thread of their own while the caller extracts and
     records the previous group: the IMAP round trips (metadata, then bodies) overlap the parsing and
     the ledger's writes. The thread is the only user of ``mailbox`` until the iteration ends. Memory
