@@ -181,16 +181,3 @@ def read_group(workspace: Workspace, settings: ConnectionSettings, uidvalidity: 
 
 def limits_of(workspace: Workspace) -> Limits:
     return Limits(max_attachment_bytes=workspace.max_attachment_bytes, accepted=workspace.accepted_types)
-
-
-def read_groups(
-    mailbox: Mailbox, workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, metas: Sequence[MessageMeta],
-) -> Iterator[tuple[Sequence[MessageMeta], list[tuple[MessageMeta, MessageRecord | None]]]]:
-    """Fetch and read ``metas`` (already listed) in byte-bounded groups, one after the other."""
-    limits = limits_of(workspace)
-    for number, group in enumerate(groups(metas, workspace.max_message_bytes), start=1):
-        wanted = [m.uid for m in group if m.size <= workspace.max_message_bytes]
-        bodies = {m.uid: m for m in mailbox.bodies(wanted)} if wanted else {}
-        fetched = FetchedGroup(number, group, bodies, _weight(group, workspace.max_message_bytes))
-        del bodies
-        yield group, read_group(workspace, settings, uidvalidity, fetched, limits)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -20,7 +21,7 @@ from imap_intake.config import Workspace
 from imap_intake.imap.mailbox import Mailbox
 from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.mime.extract import Attachment
-from imap_intake.service.reading import MailboxOpener, read_groups
+from imap_intake.service.reading import MailboxOpener, limits_of, read_ahead, read_group
 from imap_intake.store.ledger import BatchResult, Ledger
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,25 @@ def reread_messages(
 ) -> tuple[list[dict[str, object]], list[int]]:
     """Read ``targets`` ((id, uid, outcome) rows) again on an open, examined folder: (changes, gone UIDs)."""
     by_uid = {uid: (message, was) for message, uid, was in targets}
-    metas = mailbox.metadata(sorted(by_uid))
-    gone = sorted(set(by_uid) - {m.uid for m in metas})
+    listed: set[int] = set()
+    vanished: list[int] = []  # listed, then expunged before their bodies were fetched
     changes: list[dict[str, object]] = []
-    for _group, read in read_groups(mailbox, workspace, settings, uidvalidity, metas):
-        for meta, record in read:
-            if record is None:
-                gone.append(meta.uid)
-                continue
-            message, was = by_uid[meta.uid]
-            before = done.attachments
-            outcome = ledger.rerecord(message, record, store=store, now=now, result=done)
-            changes.append({"uid": meta.uid, "was": was, "now": outcome, "reason": record.reason[:300],
-                            "attachments": done.attachments - before})
-            log.info("UID %s: %s -> %s (%s)", meta.uid, was, outcome, record.reason[:200])
-    return changes, gone
+    limits = limits_of(workspace)
+    # The same read path as the poll's (one batch: the targets), closed before an error leaves here.
+    with closing(read_ahead(mailbox, [sorted(by_uid)], max_message_bytes=workspace.max_message_bytes)) as fetched_groups:
+        for fetched in fetched_groups:
+            for meta, record in read_group(workspace, settings, uidvalidity, fetched, limits):
+                listed.add(meta.uid)
+                if record is None:
+                    vanished.append(meta.uid)
+                    continue
+                message, was = by_uid[meta.uid]
+                before = done.attachments
+                outcome = ledger.rerecord(message, record, store=store, now=now, result=done)
+                changes.append({"uid": meta.uid, "was": was, "now": outcome, "reason": record.reason[:300],
+                                "attachments": done.attachments - before})
+                log.info("UID %s: %s -> %s (%s)", meta.uid, was, outcome, record.reason[:200])
+    return changes, sorted(set(by_uid) - listed) + vanished
 
 
 def reread(
