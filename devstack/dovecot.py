@@ -10,15 +10,13 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devstack.process import find_binary, free_port, is_root, pid_alive, wait_for_port
+from devstack.process import find_binary, free_port, is_root, read_pid, terminate, wait_for_port
 from devstack.tls import TlsFiles, make_tls
 from imap_intake.imap.settings import ConnectionSettings
 
@@ -210,19 +208,12 @@ class DovecotServer:
         wait_for_port(self.tls_port)
 
     def pid(self) -> int | None:
-        try:
-            return int(self.pid_path.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.pid_path)
 
     def stop(self) -> None:
         pid = self.pid()
-        if pid is None or not pid_alive(pid):
-            return
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        while pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if pid is not None:
+            terminate(pid, grace=15, kill=False)
 
 
 def append_messages(server: DovecotServer, user: str, messages: list[tuple[bytes, object]], *, folder: str = "INBOX", batch: int = 100) -> None:

@@ -33,7 +33,7 @@ import requests
 from fastapi import FastAPI, Form, Header, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from devstack.process import free_port, pid_alive, wait_for_port
+from devstack.process import free_port, pid_alive, read_pid, terminate, wait_for_port
 from devstack.tls import TlsFiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,28 +203,14 @@ class OAuthServer:
         wait_for_port(self.port)
 
     def pid(self) -> int | None:
-        try:
-            return int(self.pid_path.read_text())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.pid_path)
 
     def stop(self) -> None:
-        import os
-        import signal
-
-        try:
-            pid = int(self.pid_path.read_text())
-        except (OSError, ValueError):
+        pid = self.pid()
+        if pid is None:
             return
         if pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 3  # uvicorn waits for open keep-alive connections: do not wait long
-            while pid_alive(pid) and time.monotonic() < deadline:
-                if self.process is not None and self.process.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+            terminate(pid, grace=3)  # uvicorn waits for open keep-alive connections: do not wait long
             if self.process is not None:
                 self.process.wait(timeout=5)
         self.pid_path.unlink(missing_ok=True)

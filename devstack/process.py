@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -78,3 +79,31 @@ def group_alive(pgid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def read_pid(path: Path) -> int | None:
+    """The pid a daemon wrote to ``path``, or None when there is none (yet, or any more)."""
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def terminate(pid: int, *, grace: float, kill: bool = True) -> None:
+    """SIGTERM ``pid``, wait up to ``grace`` seconds for it to go (reaping it when it is our own child:
+    a zombie still answers signals), then SIGKILL it unless ``kill`` is False."""
+    if not pid_alive(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                return
+        except ChildProcessError:
+            pass
+        if not pid_alive(pid):
+            return
+        time.sleep(0.05)
+    if kill and pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)

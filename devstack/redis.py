@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from devstack.process import find_binary, free_port, pid_alive, wait_for_port
+from devstack.process import find_binary, free_port, read_pid, terminate, wait_for_port
 
 
 @dataclass
@@ -42,18 +39,10 @@ class RedisServer:
         wait_for_port(self.port, timeout=30)
 
     def pid(self) -> int | None:
-        try:
-            return int(self.pid_file.read_text().strip())
-        except (OSError, ValueError):
-            return None
+        return read_pid(self.pid_file)
 
     def destroy(self) -> None:
         pid = self.pid()
-        if pid and pid_alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 10
-            while pid_alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if pid_alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        if pid:
+            terminate(pid, grace=10)
         shutil.rmtree(self.root, ignore_errors=True)
