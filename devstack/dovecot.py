@@ -48,6 +48,9 @@ ssl = {ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login{oauth_mechanisms}
 mail_location = maildir:~/Maildir
+# IDLE learns of other sessions' APPENDs through inotify; where inotify is exhausted (a busy CI machine runs
+# many servers) Dovecot polls instead, every 30 s by default: poll every second, as inotify would notice.
+mailbox_idle_check_interval = 1 secs
 first_valid_uid = 0
 first_valid_gid = 0
 mail_uid = {uid}
