@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from email.utils import getaddresses, parseaddr
 
-from imap_intake.mime import headers, tnef
+from imap_intake.mime import fast_tree, headers, tnef
 from imap_intake.mime.filenames import safe_filename
 from imap_intake.mime.sniff import sniff
 
@@ -133,6 +133,8 @@ def _base64_payload(part: Message) -> bytes | None:
 
 
 def _payload(part: Message) -> bytes:
+    if isinstance(part, fast_tree.TreeMessage) and part.decoded is not None:
+        return part.decoded
     fast = _base64_payload(part)
     if fast is not None:
         return fast
@@ -264,7 +266,7 @@ def _parse(raw: bytes) -> Message:
 def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
     """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail:
     a part that cannot be read becomes a skipped part with the reason."""
-    msg = _parse(raw)
+    msg = fast_tree.parse(raw) or _parse(raw)
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
     collector = _Collector(limits)
     forwarded: list[str] = []

@@ -156,7 +156,7 @@ class AttachmentStore:
 
     def discard(self) -> None:
         """Forget what was written since the last settle (its batch rolled back)."""
-        pending, self._pending, self._new_dirs = self._pending, [], set()
+        pending, self._pending = self._pending, []  # directories it created stay, and are synced with the next batch
         self._remove(pending)
 
     @staticmethod
