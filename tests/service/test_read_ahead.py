@@ -89,3 +89,16 @@ def test_stopping_early_ends_the_reader_before_returning() -> None:
     threading.Event().wait(0.2)
     assert len(box.calls) == calls < 10  # nothing read after close(); the connection is the caller's again
     assert not any(t.name == "imap-intake-reader" for t in threading.enumerate())
+
+
+def test_sizes_and_dates_are_fetched_for_thousands_of_uids_at_once_not_per_batch() -> None:
+    from imap_intake.service.reading import METADATA_UIDS
+
+    count = METADATA_UIDS + 120
+    box = FakeMailbox({uid: 10 for uid in range(1, count + 1) if uid != 7})  # UID 7 expunged meanwhile
+    batches = [list(range(start, min(start + 50, count + 1))) for start in range(1, count + 1, 50)]
+    groups = list(read_ahead(box, batches, max_message_bytes=1000))  # type: ignore[arg-type]
+    metadata_calls = [uids for call, uids in box.calls if call == "metadata"]
+    assert [len(uids) for uids in metadata_calls] == [METADATA_UIDS, 120]  # 2 round trips, not one per batch
+    assert [g.batch for g in groups] == list(range(1, len(batches) + 1))
+    assert [m.uid for g in groups for m in g.metas] == [uid for uid in range(1, count + 1) if uid != 7]

@@ -263,10 +263,14 @@ def _parse(raw: bytes) -> Message:
     return parser.close()
 
 
-def extract(raw: bytes, limits: Limits = Limits()) -> ExtractedMessage:
+def extract(raw: bytes, limits: Limits = Limits(), *, compiled: bool = True) -> ExtractedMessage:
     """Parse ``raw`` and return its attachments, skipped parts and defects. Never raises on bad mail:
-    a part that cannot be read becomes a skipped part with the reason."""
-    msg = fast_tree.parse(raw) or _parse(raw)
+    a part that cannot be read becomes a skipped part with the reason.
+
+    The compiled parser's tree is used where it reads as the email package does (see
+    :mod:`imap_intake.mime.fast_tree`); ``compiled=False`` always takes the email package (the
+    reference the two are compared with)."""
+    msg = (fast_tree.parse(raw) if compiled else None) or _parse(raw)
     defects = [type(d).__name__ for d in getattr(msg, "defects", [])]
     collector = _Collector(limits)
     forwarded: list[str] = []

@@ -40,7 +40,8 @@ except ImportError:  # pragma: no cover - the lock installs it
     fast_mail_parser = None  # type: ignore[assignment]
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
-_CHECKED = ("content-type", "content-disposition", "content-transfer-encoding")
+_CHECKED = frozenset({"content-type", "content-disposition", "content-transfer-encoding"})
+_WITH_SENDER = _CHECKED | {"from"}
 SAME_BYTES = frozenset({"", "7bit", "8bit", "binary", "base64"})
 CONTAINER_ENCODINGS = frozenset({"", "7bit", "8bit", "binary"})
 BODY_TYPES = frozenset({"text/plain", "text/html"})
@@ -85,7 +86,7 @@ def parse(raw: bytes) -> TreeMessage | None:
     return root
 
 
-def _adopt(msg: TreeMessage, node: object, raw: bytes, lines: dict[str, list[str]]) -> None:
+def _adopt(msg: TreeMessage, node: object, raw: bytes, lines: dict[str, dict[str, set[str]]]) -> None:
     """Give ``msg`` (headers already set) the payload of the compiled parser's ``node``."""
     ctype = msg.get_content_type()
     if ctype != str(getattr(node, "content_type", "")).lower():
@@ -130,13 +131,13 @@ def _body_text(msg: Message, ctype: str) -> bool:
     return not (msg.get_param("filename", header="content-disposition") or msg.get_param("name"))
 
 
-def _part(node: object, raw: bytes, lines: dict[str, list[str]], *, sender: bool = False) -> TreeMessage:
+def _part(node: object, raw: bytes, lines: dict[str, dict[str, set[str]]], *, sender: bool = False) -> TreeMessage:
     """A part with the headers the extractor reads, each value taken from the raw header line the
     compiled parser read it from, as the email package unfolds it."""
     part = TreeMessage(policy=headers.POLICY)
-    wanted = (*_CHECKED, "from") if sender else _CHECKED
+    wanted = _WITH_SENDER if sender else _CHECKED
     found: dict[str, list[tuple[str, str]]] = {}
-    for name, values in dict(getattr(node, "headers", {})).items():
+    for name, values in getattr(node, "headers", {}).items():
         key = str(name).lower()
         if key in wanted:
             found.setdefault(key, []).extend((str(name), str(value)) for value in values)
@@ -145,11 +146,14 @@ def _part(node: object, raw: bytes, lines: dict[str, list[str]], *, sender: bool
             raise _Rejected  # the email package reads the first of several; which is first is not known here
         name, value = pairs[0]
         if name not in lines:
-            lines[name] = _header_lines(raw, name)
-        same = {line for line in lines[name] if _squeezed(line) == _squeezed(value)}
+            by_squeezed: dict[str, set[str]] = {}
+            for line in _header_lines(raw, name):
+                by_squeezed.setdefault(_squeezed(line), set()).add(line)
+            lines[name] = by_squeezed
+        same = lines[name].get(_squeezed(value), ())
         if len(same) != 1:
             raise _Rejected
-        part[name] = same.pop()
+        part[name] = next(iter(same))
     return part
 
 
