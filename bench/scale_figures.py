@@ -88,7 +88,7 @@ def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], samp
         "AND queued_dttm IS NOT NULL) q", (start, end)).fetchone()
     per_worker = dict(meta.execute(f"SELECT hostname, count(*) FROM task_instance WHERE start_date {between} AND hostname <> '' "
                                    "GROUP BY hostname ORDER BY hostname", (start, end)).fetchall())
-    fanned = _one(meta, "SELECT count(*) FROM (SELECT dag_id, run_id FROM task_instance WHERE task_id LIKE 'import_orders_%%' "
+    fanned = _one(meta, "SELECT count(*) FROM (SELECT dag_id, run_id FROM task_instance WHERE task_id LIKE 'import_orders%%' "
                   f"AND start_date {between} GROUP BY dag_id, run_id HAVING count(DISTINCT hostname) > 1) r", (start, end))
     idle_runs = _one(meta, f"SELECT count(*) FROM dag_run WHERE state = 'success' AND end_date {between}", idle)
     idle_polls_with_mail = _one(ledger, f"SELECT count(*) FROM imap_intake.poll WHERE started_at {between} AND fetched > 0", idle)

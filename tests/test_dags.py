@@ -40,7 +40,9 @@ def test_dags_folder_imports_without_network_or_database(monkeypatch: pytest.Mon
     assert asset.uri == "imap-intake://mailbox/imap_demo/INBOX" and asset.watchers[0].trigger.serialize()[1]["imap_conn_id"] == "imap_demo"
     poll = dag.get_task("poll_mailbox")
     assert poll.pool == "imap_intake__imap_demo" and poll.retries == 3 and poll.retry_exponential_backoff
-    assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders_1", "import_orders_2", "publish_orders"}
+    assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders", "publish_orders"}
+    # import_tasks parallel import slots: one task mapped over the slots (one operator to build, not N)
+    assert dag.get_task("import_orders").expand_input.value == {"slot": [1, 2]}
     assert set(dag.params) == {"since", "until"}  # the trigger form's backfill dates
     assert [a.uri for a in dag.get_task("publish_orders").outlets] == ["imap-intake://demo/purchase-orders"]
     # A task lost with its worker (SIGKILL, a node gone) is failed by the scheduler's heartbeat check:
@@ -56,6 +58,29 @@ def test_a_thousand_workspaces_build_a_thousand_dags() -> None:
     )
     dags = build_dags(load_workspaces(text, source="t", env={}))
     assert len(dags) == 1000 and len({d.get_task("poll_mailbox").pool for d in dags.values()}) == 7
+
+
+def test_an_idle_poll_skips_every_import_slot_and_the_publish_task() -> None:
+    """SkipMixin.skip would name only map index -1, which a task mapped over a literal list never has:
+    its slots are created with the run. The poll names each slot (dag.test below runs it for real)."""
+    from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY
+    from airflow.sdk.exceptions import DownstreamTasksSkipped
+
+    from imap_intake.workspace_dags import build_dags
+
+    text = "workspaces:\n  - {slug: w, imap_conn_id: imap, start_date: 2026-01-01, storage_base: 'file:///x', import_tasks: 3}\n"
+    poll = build_dags(load_workspaces(text, source="t", env={}))["imap_intake__w"].get_task("poll_mailbox")
+    pushed: dict[str, object] = {}
+
+    class TaskInstance:  # the one call the poll makes on its task instance here
+        def xcom_push(self, key: str, value: object) -> None:
+            pushed[key] = value
+
+    with pytest.raises(DownstreamTasksSkipped) as skipped:
+        poll._skip_downstream({"ti": TaskInstance()})
+    assert sorted(skipped.value.tasks, key=str) == sorted(
+        ["import_orders", ("import_orders", 0), ("import_orders", 1), ("import_orders", 2), "publish_orders"], key=str)
+    assert sorted(pushed[XCOM_SKIPMIXIN_KEY]["skipped"]) == ["import_orders", "publish_orders"]  # type: ignore[index]
 
 
 def test_the_trigger_form_offers_backfill_dates_that_airflow_validates() -> None:
@@ -204,7 +229,9 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
         links = dict(session.query(XComModel.task_id, XComModel.value).filter(
             XComModel.run_id == run.run_id, XComModel.key == "_link_IntakeStatusLink").all())
     assert links["poll_mailbox"] == f"/imap-intake/workspaces/dagtest/polls/{poll_id}"
-    assert links["import_orders_1"] == "/imap-intake/workspaces/dagtest"
+    assert links["import_orders"] == "/imap-intake/workspaces/dagtest"
+    slots = sorted((ti.map_index, str(ti.state)) for ti in run.get_task_instances() if ti.task_id == "import_orders")
+    assert [i for i, _ in slots] == [0, 1] and all(s.endswith("success") for _, s in slots), slots  # both slots ran
 
     def events() -> list:  # type: ignore[type-arg]
         with create_session() as session:
@@ -220,8 +247,9 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     second = dag.test()  # nothing new: no double import, no second asset event
     assert str(second.state).endswith("success")
     # ... and no import task process either: the poll found nothing to import and skipped them.
-    states = {ti.task_id: str(ti.state) for ti in second.get_task_instances()}
-    assert states["poll_mailbox"].endswith("success"), states
-    assert all(states[t].endswith("skipped") for t in ("import_orders_1", "import_orders_2", "publish_orders")), states
+    states = {(ti.task_id, ti.map_index): str(ti.state) for ti in second.get_task_instances()}
+    assert states[("poll_mailbox", -1)].endswith("success"), states
+    assert {t for t, _ in states} == {"poll_mailbox", "import_orders", "publish_orders"}, states
+    assert all(s.endswith("skipped") for (t, _), s in states.items() if t != "poll_mailbox"), states
     assert db.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace='dagtest'").fetchone()[0] == 6
     assert len(events()) == 1

@@ -16,6 +16,7 @@ from airflow.sdk.definitions.param import ParamsDict
 from imap_intake.config import Workspace
 from imap_intake.operators.intake import ImportOrdersOperator, PollMailboxOperator, PublishOrdersOperator
 
+IMPORT_TASK_ID = "import_orders"
 DEFAULT_ARGS = {
     "owner": "imap-intake",
     "retries": 3,
@@ -127,21 +128,18 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None, confi
             since="{{ dag_run.conf.get('since') or '' }}", until="{{ dag_run.conf.get('until') or '' }}",
             pool=workspace.pool,
         )
-        imports = [
-            ImportOrdersOperator(
-                task_id=f"import_orders_{n}", workspace=workspace.slug, workspaces_file=workspaces_file,
-                trigger_rule="all_done",
-            )
-            for n in range(1, workspace.import_tasks + 1)
-        ]
+        # One mapped task, expanded to `import_tasks` parallel slots when the run is created (each claims
+        # pending attachments with SKIP LOCKED): building it costs one operator whatever the number of slots.
+        imports = ImportOrdersOperator.partial(
+            task_id=IMPORT_TASK_ID, workspace=workspace.slug, workspaces_file=workspaces_file, trigger_rule="all_done",
+        ).expand(slot=list(range(1, workspace.import_tasks + 1)))
         publish = PublishOrdersOperator(
-            task_id="publish_orders", import_task_ids=[t.task_id for t in imports],
+            task_id="publish_orders", import_task_ids=[IMPORT_TASK_ID],
             # Retried like every task here: a worker lost mid-task (make scale kills one) must not fail the
             # run. It only reads XComs and emits the event on success, so a retry cannot publish twice.
             outlets=[orders_asset(workspace.slug)], trigger_rule="all_done", retry_delay=dt.timedelta(seconds=10),
         )
-        poll >> imports  # type: ignore[operator]
-        imports >> publish  # type: ignore[operator]
+        poll >> imports >> publish  # type: ignore[operator]
     _attach_window_params(dag)
     return dag
 

@@ -7,12 +7,14 @@ retrying a bad password locks accounts. Transient faults are retried with backof
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from airflow.sdk import BaseOperator
-from airflow.sdk.bases.skipmixin import SkipMixin
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY, XCOM_SKIPMIXIN_SKIPPED, SkipMixin
+from airflow.sdk.definitions.mappedoperator import MappedOperator
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException, DownstreamTasksSkipped
 
 from imap_intake.exceptions import ImapIntakeError
 from imap_intake.operators.links import IntakeStatusLink
@@ -86,30 +88,58 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
         self.poll_id = result.get("poll_id")  # type: ignore[assignment]
         if result.get("covered_by_scan") is not None:
             self.log.info("window covered by backfill scan %s: skipping the import tasks", result["covered_by_scan"])
-            self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
+            self._skip_downstream(context)
         elif result.get("importable") == 0:
             # An idle run: each import task would start a process to find nothing (make scale measured
             # most of an idle run's cost there). Pending work left by a failed import is counted too.
             self.log.info("nothing to import for workspace '%s': skipping the import and publish tasks", self.workspace)
-            self.skip(ti=context["ti"], tasks=self.get_flat_relatives(upstream=False))
+            self._skip_downstream(context)
         return result
+
+    def _skip_downstream(self, context: Any) -> None:
+        """``SkipMixin.skip`` names each task by id, which reaches an unmapped task instance (map index
+        -1) but not the import slots: a task mapped over a literal list has its instances 0..N-1
+        created with the run. Name every instance; the XCom lets Airflow skip them again on a clear."""
+        tasks = self.get_flat_relatives(upstream=False)
+        context["ti"].xcom_push(key=XCOM_SKIPMIXIN_KEY, value={XCOM_SKIPMIXIN_SKIPPED: [t.task_id for t in tasks]})
+        instances: list[str | tuple[str, int]] = []
+        for task in tasks:
+            instances.append(task.task_id)
+            if isinstance(task, MappedOperator):
+                instances += [(task.task_id, index) for index in range(_literal_map_length(task))]
+        raise DownstreamTasksSkipped(tasks=instances)
+
+
+def _literal_map_length(task: MappedOperator) -> int:
+    """How many instances a task mapped over literal lists has (0 when a length is known only at run time)."""
+    kwargs = task.expand_input.value
+    if not isinstance(kwargs, dict):
+        return 0
+    lengths = [len(v) for v in kwargs.values() if isinstance(v, list | tuple)]
+    return math.prod(lengths) if lengths and len(lengths) == len(kwargs) else 0
 
 
 class ImportOrdersOperator(BaseOperator):
-    """Claim pending attachments (SKIP LOCKED) and import them as purchase orders."""
+    """Claim pending attachments (SKIP LOCKED) and import them as purchase orders.
+
+    A workspace DAG maps it over ``slot=[1..import_tasks]``: the slots run in parallel and share the
+    pending work through the claims, so the slot number only names the instance in the logs.
+    """
 
     template_fields: Sequence[str] = ("workspace",)
     ui_color = "#eef7ea"
     operator_extra_links = (IntakeStatusLink(),)
 
-    def __init__(self, *, workspace: str, workspaces_file: str | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, workspace: str, workspaces_file: str | None = None, slot: int = 1, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
         self.workspaces_file = workspaces_file
+        self.slot = slot
 
     def execute(self, context: Any) -> dict[str, object]:
         from imap_intake.service.run import run_import
 
+        self.log.info("import slot %s of workspace '%s': claiming pending attachments", self.slot, self.workspace)
         return _no_retry_for_permanent(
             lambda: run_import(self.workspace, now=dt.datetime.now(dt.UTC), workspaces_file=self.workspaces_file).as_dict()
         )
