@@ -87,6 +87,10 @@ def test_messages_without_message_id_are_told_apart(dovecot, mail_user, append, 
     workspace = make_workspace(unique("ws"), storage_base=f"file://{tmp_path}")
     run(workspace, make_settings(dovecot, mail_user), db)
     assert outcomes(db, workspace.slug) == {"imported": 2, "duplicate": 1}
+    # One batch, one INSERT: the rows meet the unique keys in UID order, so the lowest UID is the first sighting.
+    rows = db.execute("SELECT m.uid, m.outcome, f.uid FROM imap_intake.message m LEFT JOIN imap_intake.message f "
+                      "ON f.id = m.duplicate_of WHERE m.workspace=%s ORDER BY m.uid", (workspace.slug,)).fetchall()
+    assert [(outcome, first) for _, outcome, first in rows] == [("imported", None), ("imported", None), ("duplicate", rows[0][0])]
 
 
 def test_overlapping_polls_import_each_attachment_once(dovecot, mail_user, append, postgres, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]

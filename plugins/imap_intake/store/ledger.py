@@ -96,6 +96,11 @@ def _text_columns(record: MessageRecord, reason: str) -> tuple[str | None, ...]:
             storable_or_none(record.supplier_rule, 500))
 
 
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows as one list per column (the arrays an ``unnest`` insert takes)."""
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+
+
 def lock_key(account: str, folder: str) -> int:
     digest = hashlib.sha256(f"imap-intake\0{account}\0{folder}".encode()).digest()
     return int.from_bytes(digest[:8], "big", signed=True)
@@ -233,9 +238,9 @@ class Ledger:
     ) -> BatchResult:
         """Record a batch and move the cursor, all or nothing. ``store`` writes bytes, returns a URI.
 
-        Set-based: one pipelined ``executemany`` per table, in UID order, so each row still meets
-        the unique keys in turn (a copy later in the batch conflicts with its first sighting and
-        takes the duplicate path) at a fraction of the round trips."""
+        Set-based: one ``INSERT ... SELECT FROM unnest(...)`` per table (the rows as one array per
+        column), in UID order, so each row still meets the unique keys in turn (a copy later in the
+        batch conflicts with its first sighting and takes the duplicate path) in one round trip."""
         result = BatchResult()
         with durable_transaction(self.connection, store):
             self._record(records, store=store, poll_id=poll_id, result=result)
@@ -243,41 +248,50 @@ class Ledger:
                 self._advance_cursor(advance_to)
         return result
 
-    _INSERT_MESSAGE = """
+    # One statement per table and batch: the rows travel as one array per column and are inserted in
+    # their order (UID order), so each still meets the unique keys in turn: a copy later in the batch
+    # conflicts with its first sighting, inserts nothing and takes the duplicate path.
+    _INSERT_MESSAGES = """
         INSERT INTO imap_intake.message (workspace, account, folder, uidvalidity, uid, internal_date, size, outcome,
             duplicate_of, poll_id, fingerprint, message_id, sender, subject, reason, supplier, supplier_rule)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-        ON CONFLICT DO NOTHING RETURNING id
+        SELECT %s::text, %s::text, %s::text, r.uidvalidity, r.uid, r.internal_date, r.size, r.outcome,
+            r.duplicate_of, %s::bigint, r.fingerprint, r.message_id, r.sender, r.subject, r.reason, r.supplier, r.supplier_rule
+        FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::bigint[], %s::text[], %s::bigint[],
+                    %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])
+             WITH ORDINALITY AS r(uidvalidity, uid, internal_date, size, outcome, duplicate_of,
+                                  fingerprint, message_id, sender, subject, reason, supplier, supplier_rule, n)
+        ORDER BY r.n
+        ON CONFLICT DO NOTHING RETURNING id, uidvalidity, uid
     """
-    _INSERT_ATTACHMENT = """
+    _INSERT_ATTACHMENTS = """
         INSERT INTO imap_intake.attachment (workspace, message, fingerprint, part_index,
             original_filename, filename, content_type, kind, sha256, size, storage_uri, supplier)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+        SELECT r.workspace, r.message, r.fingerprint, r.part_index, r.original_filename, r.filename, r.content_type,
+            r.kind, r.sha256, r.size, r.storage_uri, r.supplier
+        FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::integer[], %s::text[], %s::text[], %s::text[],
+                    %s::text[], %s::text[], %s::bigint[], %s::text[], %s::text[])
+             WITH ORDINALITY AS r(workspace, message, fingerprint, part_index, original_filename, filename,
+                                  content_type, kind, sha256, size, storage_uri, supplier, n)
+        ORDER BY r.n
         ON CONFLICT (workspace, fingerprint, part_index) DO NOTHING RETURNING id
     """
-    _INSERT_SKIPPED = "INSERT INTO imap_intake.skipped_part (message, original_filename, kind, size, reason) VALUES (%s, %s, %s, %s, %s)"
-
-    def _returning_ids(self, query: str, rows: Sequence[tuple[Any, ...]]) -> list[int | None]:
-        """``executemany`` (pipelined by psycopg) with one RETURNING id per row, None where a
-        conflict inserted nothing."""
-        if not rows:
-            return []
-        ids: list[int | None] = []
-        with self.connection.cursor() as cur:
-            cur.executemany(query, rows, returning=True)  # type: ignore[arg-type]  # our constant SQL
-            while True:
-                row = cur.fetchone()
-                ids.append(int(row[0]) if row else None)
-                if not cur.nextset():
-                    break
-        return ids
+    _INSERT_SKIPPED = """
+        INSERT INTO imap_intake.skipped_part (message, original_filename, kind, size, reason)
+        SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::bigint[], %s::text[])
+    """
 
     def _insert_messages(self, rows: Sequence[tuple[MessageRecord, str, str, int | None]], poll_id: int | None) -> list[int | None]:
-        return self._returning_ids(self._INSERT_MESSAGE, [
-            (self.workspace, self.account, self.folder, record.uidvalidity, record.uid, record.internal_date, record.size,
-             outcome, duplicate_of, poll_id, *_text_columns(record, reason))
+        """The new rows' ids in the order given, None where a conflict inserted nothing."""
+        if not rows:
+            return []
+        columns = _columns([
+            (record.uidvalidity, record.uid, record.internal_date, record.size, outcome, duplicate_of, *_text_columns(record, reason))
             for record, outcome, reason, duplicate_of in rows
-        ])
+        ], 13)
+        returned = self.connection.execute(self._INSERT_MESSAGES, (self.workspace, self.account, self.folder, poll_id, *columns))
+        inserted = {(int(validity), int(uid)): int(id_) for id_, validity, uid in returned.fetchall()}
+        # A UID is inserted at most once (unique key), by its first row in the order given.
+        return [inserted.pop((record.uidvalidity, record.uid), None) for record, *_ in rows]
 
     def _conflict(self, record: MessageRecord, poll_id: int | None, result: BatchResult) -> None:
         """A message row that inserted nothing: this UID is already known, or it is a copy."""
@@ -332,12 +346,12 @@ class Ledger:
 
     def _insert_attachments(self, rows: Sequence[tuple[Any, ...]], result: BatchResult) -> None:
         """An attachment already listed for this fingerprint and part is never listed (nor imported) again."""
-        result.attachments += sum(1 for inserted in self._returning_ids(self._INSERT_ATTACHMENT, rows) if inserted)
+        if rows:
+            result.attachments += len(self.connection.execute(self._INSERT_ATTACHMENTS, _columns(rows, 12)).fetchall())
 
     def _insert_skipped(self, rows: Sequence[tuple[Any, ...]]) -> None:
         if rows:
-            with self.connection.cursor() as cur:
-                cur.executemany(self._INSERT_SKIPPED, rows)
+            self.connection.execute(self._INSERT_SKIPPED, _columns(rows, 5))
 
     def _attach(self, message: int, record: MessageRecord, *, store: Callable[[Attachment], str], result: BatchResult) -> None:
         """Store and list one message's attachments and skipped parts."""
