@@ -37,13 +37,13 @@ def test_a_batch_is_staged_then_fsynced_and_renamed_together_with_its_directorie
     store = AttachmentStore(f"file://{tmp_path}")
     blobs = [b"po one", b"po two", b"po three"]
     uris = [store.stage(blob, _sha(blob)) for blob in blobs]
-    assert _finals(tmp_path) == [] and len(_temporaries(tmp_path)) == 3  # nothing under a final name yet
+    assert _finals(tmp_path) == [] and _temporaries(tmp_path) == []  # nothing written before settle ...
     store.settle()
     assert _temporaries(tmp_path) == []
     assert [Path(u.removeprefix("file://")).read_bytes() for u in uris] == blobs
     files = [s for s in synced if ".tmp" in s]
     directories = {s for s in synced if Path(s).is_dir()}
-    assert len(files) == 3  # each file's data before its rename ...
+    assert len(files) == 3  # ... then each file's data synced under its temporary name, before its rename ...
     assert {str(Path(u.removeprefix("file://")).parent) for u in uris} <= directories  # ... then the new entries
     assert str(tmp_path / "sha256") in directories  # and the directories created for them
 
@@ -66,7 +66,7 @@ def test_a_store_that_cannot_settle_raises_and_keeps_nothing(tmp_path: Path, mon
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    with pytest.raises(StorageError, match="cannot make attachments durable"):
+    with pytest.raises(StorageError, match="cannot make attachment [0-9a-f]{64} durable under file://"):
         store.settle()
     assert _finals(tmp_path) == [] and _temporaries(tmp_path) == []
 

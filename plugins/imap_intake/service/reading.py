@@ -23,8 +23,9 @@ BODY_BYTES_PER_FETCH = 32 * 1024 * 1024
 MailboxOpener = Callable[[ConnectionSettings], AbstractContextManager[Mailbox]]
 
 
-def classify(workspace: Workspace, settings: ConnectionSettings, extracted: ExtractedMessage) -> tuple[str, str, str | None, str | None]:
-    """(outcome, reason, supplier, rule) for one extracted message. Pure."""
+def classify(workspace: Workspace, default_supplier: str | None, extracted: ExtractedMessage) -> tuple[str, str, str | None, str | None]:
+    """(outcome, reason, supplier, rule) for one extracted message; ``default_supplier`` is the
+    connection's (the workspace's own wins). Pure."""
     not_ours = ownership(workspace, extracted.recipients)
     if not_ours:
         return "not_routed", not_ours, None, None
@@ -34,14 +35,14 @@ def classify(workspace: Workspace, settings: ConnectionSettings, extracted: Extr
         reasons = "; ".join(f"{p.original_filename or '(unnamed)'}: {p.reason}" for p in extracted.skipped)
         too_large = any(p.reason.startswith("too large") for p in extracted.skipped)
         return ("too_large" if too_large else "no_supported_attachment"), reasons, None, None
-    supplier = attribute(workspace, extracted.sender, settings.default_supplier, forwarded_senders=extracted.forwarded_senders)
+    supplier = attribute(workspace, extracted.sender, default_supplier, forwarded_senders=extracted.forwarded_senders)
     if not supplier.routed:
         return "not_routed", supplier.reason, None, None
     names = ", ".join(a.filename for a in extracted.attachments)
     return "imported", f"{len(extracted.attachments)} attachment(s): {names}"[:2000], supplier.supplier, supplier.rule
 
 
-def record_for(workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, message: FetchedMessage, limits: Limits) -> MessageRecord:
+def record_for(workspace: Workspace, default_supplier: str | None, uidvalidity: int, message: FetchedMessage, limits: Limits) -> MessageRecord:
     try:
         extracted = extract(message.raw, limits)
     except Exception as exc:  # noqa: BLE001 - recorded as an outcome, never lost: see the reason column
@@ -51,7 +52,7 @@ def record_for(workspace: Workspace, settings: ConnectionSettings, uidvalidity: 
             internal_date=message.internal_date, sender=None, subject="", size=len(message.raw), outcome="failed",
             reason=f"extraction failed: {type(exc).__name__}: {exc}; after a fix, run 'imap-intake reread' for this workspace"[:2000],
         )
-    outcome, reason, supplier, rule = classify(workspace, settings, extracted)
+    outcome, reason, supplier, rule = classify(workspace, default_supplier, extracted)
     return MessageRecord(
         uidvalidity=uidvalidity, uid=message.uid, fingerprint=fingerprint(message.raw, extracted.message_id),
         message_id=extracted.message_id, internal_date=message.internal_date, sender=extracted.sender,
@@ -187,7 +188,7 @@ def read_ahead(mailbox: Mailbox, uid_batches: Iterable[Sequence[int]], *, max_me
         thread.join()
 
 
-def read_group(workspace: Workspace, settings: ConnectionSettings, uidvalidity: int, fetched: FetchedGroup,
+def read_group(workspace: Workspace, default_supplier: str | None, uidvalidity: int, fetched: FetchedGroup,
                limits: Limits) -> list[tuple[MessageMeta, MessageRecord | None]]:
     """Each message of a fetched group with its record (a too-large one without downloading it;
     ``None`` when it was expunged since it was listed)."""
@@ -196,7 +197,7 @@ def read_group(workspace: Workspace, settings: ConnectionSettings, uidvalidity: 
         if meta.size > workspace.max_message_bytes:
             read.append((meta, too_large(uidvalidity, meta, workspace.max_message_bytes)))
         elif meta.uid in fetched.bodies:
-            read.append((meta, record_for(workspace, settings, uidvalidity, fetched.bodies.pop(meta.uid), limits)))
+            read.append((meta, record_for(workspace, default_supplier, uidvalidity, fetched.bodies.pop(meta.uid), limits)))
         else:
             read.append((meta, None))
     return read

@@ -63,7 +63,7 @@ def reread_messages(
     # The same read path as the poll's (one batch: the targets), closed before an error leaves here.
     with closing(read_ahead(mailbox, [sorted(by_uid)], max_message_bytes=workspace.max_message_bytes)) as fetched_groups:
         for fetched in fetched_groups:
-            for meta, record in read_group(workspace, settings, uidvalidity, fetched, limits):
+            for meta, record in read_group(workspace, settings.default_supplier, uidvalidity, fetched, limits):
                 listed.add(meta.uid)
                 if record is None:
                     vanished.append(meta.uid)

@@ -1,0 +1,212 @@
+"""Reading fetched mail in a helper process, so that a large sync uses a second core.
+
+One poll process reads the mailbox, parses every message and writes the ledger, and Python runs
+one thread at a time: a first sync of thousands of messages keeps one core busy while the others
+wait. For such a sync the poll starts one helper (this interpreter, running :func:`serve`):
+it receives each group of fetched messages and returns their ledger records (the same
+:func:`~imap_intake.service.reading.read_group`), reading group k+1 while the poll records
+group k. The helper gets mail and the workspace's rules, never a credential.
+
+The helper is an optimisation, never a dependency: groups with a message over
+``HELPER_MESSAGE_BYTES`` (or over ``HELPER_GROUP_BYTES`` in all) are read in the poll's own
+process (memory stays bounded by the message, not doubled), and when the helper cannot start or fails, the poll logs why and reads
+the rest itself. Its log lines are replayed in the poll's log. ``IMAP_INTAKE_READ_HELPER=off``
+turns it off.
+
+The exchange is length-prefixed pickle frames on the helper's stdin and stdout, between two
+processes of the same installation; one frame in flight at a time, so neither side can block the
+other on a full pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Generator, Iterable
+from typing import IO, Any
+
+from imap_intake.config import Workspace
+from imap_intake.imap.mailbox import MessageMeta
+from imap_intake.mime.extract import Limits
+from imap_intake.service.reading import FetchedGroup, read_group
+from imap_intake.store.ledger import MessageRecord
+
+log = logging.getLogger(__name__)
+
+#: A sync with at least this many messages to read starts a helper (its start-up, ~0.3 s, pays off).
+HELPER_FROM_MESSAGES = 500
+#: Groups with a larger message, or larger in all, are read in the poll's own process: the helper holds
+#: a second copy of what it reads, so only small groups go there (memory stays bounded by the message).
+HELPER_MESSAGE_BYTES = 512 * 1024
+HELPER_GROUP_BYTES = 16 * 1024 * 1024
+OFF_VARIABLE = "IMAP_INTAKE_READ_HELPER"
+_FRAME = struct.Struct("!Q")
+
+Read = list[tuple[MessageMeta, MessageRecord | None]]
+
+
+class HelperFailed(Exception):
+    pass
+
+
+def _send(stream: IO[bytes], value: object) -> None:
+    payload = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_FRAME.pack(len(payload)))
+    stream.write(payload)
+    stream.flush()
+
+
+def _receive(stream: IO[bytes]) -> Any:
+    header = stream.read(_FRAME.size)
+    if len(header) < _FRAME.size:
+        raise EOFError("the helper's pipe closed")
+    (size,) = _FRAME.unpack(header)
+    payload = stream.read(size)
+    if len(payload) < size:
+        raise EOFError("the helper's pipe closed mid-frame")
+    return pickle.loads(payload)  # noqa: S301 - a frame from our own helper process
+
+
+class HelperProcess:
+    """The helper process of one poll: ``submit`` a group, later take its ``result``."""
+
+    def __init__(self, workspace: Workspace, default_supplier: str | None, uidvalidity: int, limits: Limits) -> None:
+        # This interpreter, importing as this process does (installed package or plugins folder): the
+        # poll's import paths are appended to the helper's, so none of them shadows the standard library.
+        bootstrap = f"import sys; sys.path += [p for p in {sys.path!r} if p not in sys.path]; " \
+                    "from imap_intake.service.extractor import serve; serve()"
+        self._process = subprocess.Popen([sys.executable, "-c", bootstrap], stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # noqa: S603
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin: IO[bytes] = self._process.stdin
+        self._stdout: IO[bytes] = self._process.stdout
+        self._busy = False  # a group submitted, its result not taken
+        self._call(lambda: _send(self._stdin, (workspace, default_supplier, uidvalidity, limits)))
+
+    def _call(self, step: Callable[[], Any]) -> Any:
+        try:
+            return step()
+        except (OSError, EOFError, pickle.PickleError, AttributeError, TypeError) as exc:
+            code = self._process.poll()
+            raise HelperFailed(f"{type(exc).__name__}: {exc}" + (f" (helper exited with {code})" if code is not None else "")) from exc
+
+    def submit(self, group: FetchedGroup) -> None:
+        self._busy = True
+        self._call(lambda: _send(self._stdin, group))
+
+    def result(self) -> Read:
+        kind, value, lines = self._call(lambda: _receive(self._stdout))
+        self._busy = False
+        for level, name, text in lines:  # the helper's log lines, in the poll's log
+            logging.getLogger(name).log(level, "%s", text)
+        if kind != "ok":
+            raise HelperFailed(str(value))
+        return value  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """End the helper: at once when a result is still unread (the poll stopped on an error),
+        else once it sees the end of its input."""
+        try:
+            if self._busy:
+                self._process.kill()
+            self._stdin.close()
+            self._process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait()
+        finally:
+            self._stdout.close()
+
+
+def wanted(messages: int) -> bool:
+    return messages >= HELPER_FROM_MESSAGES and (os.cpu_count() or 1) > 1 and os.environ.get(OFF_VARIABLE, "").lower() not in {"off", "0", "false", "no"}
+
+
+def _small(group: FetchedGroup) -> bool:
+    return group.weight <= HELPER_GROUP_BYTES and all(m.size <= HELPER_MESSAGE_BYTES for m in group.metas)
+
+
+def read_groups(groups: Iterable[FetchedGroup], read: Callable[[FetchedGroup], Read], *,
+                start: Callable[[], HelperProcess] | None) -> Generator[tuple[FetchedGroup, Read], None, None]:
+    """Each group with its records, in order. With ``start``, small groups are read by a helper
+    process, each while the caller records the one before; ``read`` reads a group here (large
+    groups, and every group once the helper is gone). The helper is closed when this ends."""
+    helper: HelperProcess | None = None
+    if start is not None:
+        try:
+            helper = start()
+        except (OSError, HelperFailed) as exc:
+            log.warning("could not start the helper process that reads mail beside the poll (%s); reading here", exc)
+    pending: FetchedGroup | None = None  # submitted to the helper, result not yet taken
+
+    def take() -> Read:
+        nonlocal helper
+        assert pending is not None
+        if helper is not None:
+            try:
+                return helper.result()
+            except HelperFailed as exc:
+                log.warning("the helper process reading mail failed (%s); reading the rest of the poll here", exc)
+                helper.close()
+                helper = None
+        return read(pending)
+
+    try:
+        for group in groups:
+            if helper is not None and _small(group):
+                done = (pending, take()) if pending is not None else None
+                pending = group
+                if helper is not None:
+                    try:
+                        helper.submit(group)
+                    except HelperFailed as exc:
+                        log.warning("the helper process reading mail failed (%s); reading the rest of the poll here", exc)
+                        helper.close()
+                        helper = None
+                if done is not None:
+                    yield done  # recorded by the caller while the helper reads ``group``
+                if helper is None:  # the submit failed: read it here, now
+                    yield group, read(group)
+                    pending = None
+                continue
+            if pending is not None:
+                yield pending, take()
+                pending = None
+            yield group, read(group)
+        if pending is not None:
+            yield pending, take()
+    finally:
+        if helper is not None:
+            helper.close()
+
+
+def serve() -> None:
+    """The helper's side: read the setup frame, then answer each group frame until stdin closes."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else may write into the frame stream
+    lines: list[tuple[int, str, str]] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append((record.levelno, record.name, record.getMessage()))
+
+    logger = logging.getLogger("imap_intake")
+    logger.addHandler(Keep(logging.INFO))
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    workspace, default_supplier, uidvalidity, limits = _receive(stdin)
+    while True:
+        try:
+            group = _receive(stdin)
+        except EOFError:
+            return
+        try:
+            answer: tuple[str, object, list[tuple[int, str, str]]] = ("ok", read_group(workspace, default_supplier, uidvalidity, group, limits), lines[:])
+        except Exception as exc:  # noqa: BLE001 - told to the poll, which reads the group itself
+            answer = ("error", f"{type(exc).__name__}: {exc}", lines[:])
+        lines.clear()
+        _send(stdout, answer)
+
