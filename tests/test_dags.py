@@ -185,6 +185,12 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
 
     append(mail_user, demo_mailbox(mail_user))
     before = flags(dovecot, mail_user)
+    from imap_intake.service import extractor
+
+    helpers: list[int] = []  # the poll task reads through a helper process, as a large sync does
+    monkeypatch.setattr(extractor, "HELPER_FROM_MESSAGES", 1)
+    monkeypatch.setattr(extractor.HelperProcess, "submit", lambda self, group, real=extractor.HelperProcess.submit: (
+        helpers.append(len(group.metas)), real(self, group))[1])
     (dag_folder / "workspaces.yaml").write_text(textwrap.dedent(f"""
         workspaces:
           - slug: dagtest
@@ -220,6 +226,7 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     assert dovecot.password not in logs  # ... and the password is not in them
     counts = dict(db.execute("SELECT outcome, count(*) FROM imap_intake.message WHERE workspace='dagtest' GROUP BY 1").fetchall())
     assert counts == {"imported": 6, "no_supported_attachment": 2}
+    assert sum(helpers) > 0, helpers
     assert db.execute("SELECT count(*) FROM imap_intake.purchase_order WHERE workspace='dagtest'").fetchone()[0] == 6
     assert flags(dovecot, mail_user) == before
     from airflow.models.xcom import XComModel
