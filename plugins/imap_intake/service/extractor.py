@@ -14,18 +14,23 @@ the rest itself. Its log lines are replayed in the poll's log. ``IMAP_INTAKE_REA
 turns it off.
 
 The exchange is length-prefixed pickle frames on the helper's stdin and stdout, between two
-processes of the same installation; one frame in flight at a time, so neither side can block the
-other on a full pipe.
+processes of the same installation. The poll writes from a thread of its own and reads the results
+in order, so a full pipe in one direction never stops the other.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import pickle
+import queue
 import struct
 import subprocess
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from typing import IO, Any
 
@@ -44,7 +49,9 @@ HELPER_FROM_MESSAGES = 500
 HELPER_MESSAGE_BYTES = 512 * 1024
 HELPER_GROUP_BYTES = 16 * 1024 * 1024
 OFF_VARIABLE = "IMAP_INTAKE_READ_HELPER"
+PIPE_BYTES = 1024 * 1024  # Linux's default ceiling for an unprivileged process (fs.pipe-max-size)
 _FRAME = struct.Struct("!Q")
+_STOP = object()
 
 Read = list[tuple[MessageMeta, MessageRecord | None]]
 
@@ -72,7 +79,8 @@ def _receive(stream: IO[bytes]) -> Any:
 
 
 class HelperProcess:
-    """The helper process of one poll: ``submit`` a group, later take its ``result``."""
+    """The helper process of one poll: ``submit`` groups (written by a thread of their own, so the
+    poll goes on recording), take their ``result`` in the same order."""
 
     def __init__(self, workspace: Workspace, default_supplier: str | None, uidvalidity: int, limits: Limits) -> None:
         # This interpreter, importing as this process does (installed package or plugins folder): the
@@ -83,23 +91,37 @@ class HelperProcess:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
         self._stdout: IO[bytes] = self._process.stdout
-        self._busy = False  # a group submitted, its result not taken
-        self._call(lambda: _send(self._stdin, (workspace, default_supplier, uidvalidity, limits)))
+        self._unanswered = 0  # groups submitted whose result was not taken
+        for pipe in (self._stdin, self._stdout):  # a group is megabytes: fewer, larger pipe transfers
+            with contextlib.suppress(OSError, AttributeError):
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        # The writer thread: a full pipe blocks it, never the poll (which reads the results meanwhile).
+        self._outbox: queue.Queue[object] = queue.Queue()
+        self._writer = threading.Thread(target=self._write, name="imap-intake-helper-writer", daemon=True)
+        self._outbox.put((workspace, default_supplier, uidvalidity, limits))
+        self._writer.start()
 
-    def _call(self, step: Callable[[], Any]) -> Any:
+    def _write(self) -> None:
+        while (item := self._outbox.get()) is not _STOP:
+            try:
+                _send(self._stdin, item)
+            except (OSError, ValueError, pickle.PickleError, AttributeError, TypeError):
+                return  # the helper is gone: the next result() tells the poll why
+        with contextlib.suppress(OSError, ValueError):
+            self._stdin.close()  # the helper ends at the end of its input
+
+    def submit(self, group: FetchedGroup) -> None:
+        self._unanswered += 1
+        self._outbox.put(group)
+
+    def result(self) -> Read:
+        """The next submitted group's records; ``HelperFailed`` when the helper cannot give them."""
         try:
-            return step()
+            kind, value, lines = _receive(self._stdout)
         except (OSError, EOFError, pickle.PickleError, AttributeError, TypeError) as exc:
             code = self._process.poll()
             raise HelperFailed(f"{type(exc).__name__}: {exc}" + (f" (helper exited with {code})" if code is not None else "")) from exc
-
-    def submit(self, group: FetchedGroup) -> None:
-        self._busy = True
-        self._call(lambda: _send(self._stdin, group))
-
-    def result(self) -> Read:
-        kind, value, lines = self._call(lambda: _receive(self._stdout))
-        self._busy = False
+        self._unanswered -= 1
         for level, name, text in lines:  # the helper's log lines, in the poll's log
             logging.getLogger(name).log(level, "%s", text)
         if kind != "ok":
@@ -107,14 +129,15 @@ class HelperProcess:
         return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """End the helper: at once when a result is still unread (the poll stopped on an error),
-        else once it sees the end of its input."""
+        """End the helper: at once when results are still unread (the poll stopped early or the
+        helper failed), else once it has read the end of its input."""
+        if self._unanswered:
+            self._process.kill()
+        self._outbox.put(_STOP)
+        self._writer.join(timeout=10)
         try:
-            if self._busy:
-                self._process.kill()
-            self._stdin.close()
             self._process.wait(timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
         finally:
@@ -132,52 +155,42 @@ def _small(group: FetchedGroup) -> bool:
 def read_groups(groups: Iterable[FetchedGroup], read: Callable[[FetchedGroup], Read], *,
                 start: Callable[[], HelperProcess] | None) -> Generator[tuple[FetchedGroup, Read], None, None]:
     """Each group with its records, in order. With ``start``, small groups are read by a helper
-    process, each while the caller records the one before; ``read`` reads a group here (large
-    groups, and every group once the helper is gone). The helper is closed when this ends."""
+    process: while the caller records one group, the helper reads the next (and the one after that
+    waits in its pipe); ``read`` reads a group here (large groups, and every group once the helper
+    is gone). The helper is closed when this ends."""
     helper: HelperProcess | None = None
     if start is not None:
         try:
             helper = start()
-        except (OSError, HelperFailed) as exc:
+        except OSError as exc:
             log.warning("could not start the helper process that reads mail beside the poll (%s); reading here", exc)
-    pending: FetchedGroup | None = None  # submitted to the helper, result not yet taken
+    in_flight: deque[FetchedGroup] = deque()  # submitted to the helper, oldest first
 
-    def take() -> Read:
+    def oldest() -> tuple[FetchedGroup, Read]:
         nonlocal helper
-        assert pending is not None
+        group = in_flight.popleft()
         if helper is not None:
             try:
-                return helper.result()
+                return group, helper.result()
             except HelperFailed as exc:
                 log.warning("the helper process reading mail failed (%s); reading the rest of the poll here", exc)
                 helper.close()
                 helper = None
-        return read(pending)
+        return group, read(group)  # the groups it did not answer are read here, in order
 
     try:
         for group in groups:
             if helper is not None and _small(group):
-                done = (pending, take()) if pending is not None else None
-                pending = group
-                if helper is not None:
-                    try:
-                        helper.submit(group)
-                    except HelperFailed as exc:
-                        log.warning("the helper process reading mail failed (%s); reading the rest of the poll here", exc)
-                        helper.close()
-                        helper = None
-                if done is not None:
-                    yield done  # recorded by the caller while the helper reads ``group``
-                if helper is None:  # the submit failed: read it here, now
-                    yield group, read(group)
-                    pending = None
+                helper.submit(group)
+                in_flight.append(group)
+                if len(in_flight) > 1:
+                    yield oldest()
                 continue
-            if pending is not None:
-                yield pending, take()
-                pending = None
+            while in_flight:
+                yield oldest()
             yield group, read(group)
-        if pending is not None:
-            yield pending, take()
+        while in_flight:
+            yield oldest()
     finally:
         if helper is not None:
             helper.close()
