@@ -9,8 +9,9 @@ group k. The helper gets mail and the workspace's rules, never a credential.
 
 The helper is an optimisation, never a dependency: groups with a message over
 ``HELPER_MESSAGE_BYTES`` (or over ``HELPER_GROUP_BYTES`` in all) are read in the poll's own
-process (memory stays bounded by the message, not doubled), and when the helper cannot start or fails, the poll logs why and reads
-the rest itself. Its log lines are replayed in the poll's log. ``IMAP_INTAKE_READ_HELPER=off``
+process (memory stays bounded by the message, not doubled), and when the helper cannot start or
+fails, the poll logs why and reads the rest itself. Its log lines are replayed in the poll's log.
+It is started only where the process may run on more than one CPU; ``IMAP_INTAKE_READ_HELPER=off``
 turns it off.
 
 The exchange is length-prefixed pickle frames on the helper's stdin and stdout, between two
@@ -144,8 +145,18 @@ class HelperProcess:
             self._stdout.close()
 
 
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity, where the system tells), not the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def wanted(messages: int) -> bool:
-    return messages >= HELPER_FROM_MESSAGES and (os.cpu_count() or 1) > 1 and os.environ.get(OFF_VARIABLE, "").lower() not in {"off", "0", "false", "no"}
+    """Whether a poll with ``messages`` to read starts a helper."""
+    off = os.environ.get(OFF_VARIABLE, "").strip().lower() in {"off", "0", "false", "no"}
+    return not off and messages >= HELPER_FROM_MESSAGES and _cpus() > 1
 
 
 def _small(group: FetchedGroup) -> bool:
