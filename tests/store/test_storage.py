@@ -71,6 +71,33 @@ def test_a_store_that_cannot_settle_raises_and_keeps_nothing(tmp_path: Path, mon
     assert _finals(tmp_path) == [] and _temporaries(tmp_path) == []
 
 
+def test_one_file_that_cannot_be_made_durable_fails_the_batch_and_leaves_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch's files are written by several threads: when one fails, settle waits for the others
+    before it cleans up, so no thread leaves a temporary behind; what did land is complete and synced."""
+    import threading
+
+    store = AttachmentStore(f"file://{tmp_path}")
+    blobs = [f"po {n}".encode() for n in range(12)]
+    for blob in blobs:
+        store.stage(blob, _sha(blob))
+    real_fsync, lock, calls = os.fsync, threading.Lock(), [0]
+
+    def second_fails(descriptor: int) -> None:
+        with lock:
+            calls[0] += 1
+            failing = calls[0] == 2
+        if failing:
+            raise OSError(5, "Input/output error")
+        real_fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", second_fails)
+    with pytest.raises(StorageError, match="cannot make attachment [0-9a-f]{64} durable"):
+        store.settle()
+    assert _temporaries(tmp_path) == []
+    assert all(path.read_bytes() in blobs and path.name == _sha(path.read_bytes()) for path in _finals(tmp_path))
+    assert len(_finals(tmp_path)) < len(blobs)
+
+
 def test_what_a_killed_batch_staged_is_removed_by_the_next_store_on_the_host(tmp_path: Path) -> None:
     import socket
 

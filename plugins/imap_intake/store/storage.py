@@ -18,6 +18,7 @@ rolled back staged.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import socket
 import threading
@@ -214,7 +215,10 @@ class AttachmentStore:
         try:
             if len(pending) > 1:  # a slice per thread, not a task per file (its overhead showed)
                 slices = [pending[n::_SYNC_THREADS] for n in range(min(_SYNC_THREADS, len(pending)))]
-                list(_sync_pool().map(_write_each, slices))
+                futures = [_sync_pool().submit(_write_each, part) for part in slices]
+                concurrent.futures.wait(futures)  # all of them, even after one failed: none still writes below
+                for future in futures:
+                    future.result()
             else:
                 _write_each(pending)
             # The directories that hold the batch's names (also those found already stored: their
