@@ -111,3 +111,51 @@ def test_what_a_killed_batch_staged_is_removed_by_the_next_store_on_the_host(tmp
         path.write_bytes(b"staged")
     AttachmentStore(f"file://{tmp_path}")
     assert not leftover.exists() and mine.exists() and other_host.exists()
+
+
+def test_an_object_store_base_writes_a_batch_concurrently_when_it_settles() -> None:
+    """An object-store base (here fsspec's in-memory store, attached as Airflow's ObjectStoragePath
+    resolves it): nothing is written while a batch is staged; settle writes its objects on several
+    threads at once; a rolled-back batch writes nothing; a store that refuses names the attachment."""
+    import threading
+    import uuid
+
+    from airflow.sdk.io import attach
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    memory = MemoryFileSystem()
+    attach("memory", fs=memory)
+    base = f"memory://bucket/intake-{uuid.uuid4().hex[:8]}"
+    store = AttachmentStore(base)
+    blobs = [f"po {n}".encode() * 1000 for n in range(16)]
+    writers: set[str] = set()
+    put = store._put_remote
+
+    def recorded(sha256: str, data: bytes | memoryview) -> None:
+        writers.add(threading.current_thread().name)
+        put(sha256, data)
+
+    store._put_remote = recorded  # type: ignore[method-assign]
+    uris = [store.stage(blob, _sha(blob)) for blob in blobs]
+    assert uris == [f"{base}/sha256/{_sha(b)[:2]}/{_sha(b)}" for b in blobs]
+    assert not memory.exists(base.removeprefix("memory:/"))  # nothing written before settle
+    store.settle()
+    assert [store.get(_sha(blob)) for blob in blobs] == blobs
+    assert len(writers) > 1 and all(name.startswith("imap-intake-fsync") for name in writers)
+    store.stage(b"rolled back", _sha(b"rolled back"))
+    store.discard()
+    store.settle()
+    with pytest.raises(StorageError):
+        store.get(_sha(b"rolled back"))
+
+    def refuses(*args: object, **kwargs: object) -> None:
+        raise PermissionError("Access Denied")
+
+    refused = AttachmentStore(base)
+    refused.stage(b"refused", _sha(b"refused"))
+    memory.open = refuses  # type: ignore[method-assign]
+    try:
+        with pytest.raises(StorageError, match=f"cannot write attachment {_sha(b'refused')} under {base}: PermissionError"):
+            refused.settle()
+    finally:
+        del memory.open

@@ -13,7 +13,8 @@ name therefore only ever holds bytes that reached the disk, and no ledger row po
 directory entry could still be lost. A batch killed before its COMMIT leaves at most complete files
 under ``sha256/`` that no row names (a later sighting of the same bytes reuses them); the next store
 opened on that host removes the temporaries dead processes left. ``discard`` drops what a batch that
-rolled back staged.
+rolled back staged. On an object store (``s3://`` and the like) ``settle`` writes the batch's objects
+concurrently on the same threads, each under a temporary name renamed into place.
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class AttachmentStore:
         self._local: Path | None = Path(self.base.removeprefix("file://")) if self.base.startswith("file:///") else None
         self._root: Any = None
         self._pending: list[_Staged] = []  # staged since the last settle (a local base: written there)
+        self._remote_pending: list[tuple[str, bytes | memoryview]] = []  # the same on an object store
         self._new_dirs: set[Path] = set()
         self._known_dirs: set[str] = set()  # directories of this base seen to exist (created or not)
         self._host = socket.gethostname().replace(".", "_")
@@ -140,21 +142,37 @@ class AttachmentStore:
         return uri
 
     def stage(self, data: bytes | memoryview, sha256: str) -> str:
-        """Write an attachment under a temporary name; ``settle`` puts it in place durably."""
+        """Name an attachment (its URI) and keep it for ``settle``, which writes it durably."""
         if self._local is not None:
             return self._stage_local(data, sha256)
+        self._remote_pending.append((sha256, data))
+        return self.uri_for(sha256)
+
+    def _put_remote(self, sha256: str, data: bytes | memoryview) -> None:
+        """Write one object under a temporary name, then rename it into place (one of the batch's writes,
+        which ``settle`` runs concurrently); an object already stored with the same size is kept."""
         path = self._path(sha256)
         try:
             if path.exists() and path.stat().st_size == len(data):
-                return self.uri_for(sha256)
+                return
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.parent / f".{sha256}.{uuid.uuid4().hex}.tmp"
             with temporary.open("wb") as handle:
                 handle.write(data)
             temporary.rename(path)
-        except OSError as exc:
-            raise StorageError(f"cannot write attachment {sha256} under {self.base}: {exc}; check the storage base and its permissions") from exc
-        return self.uri_for(sha256)
+        except Exception as exc:  # noqa: BLE001 - object stores raise their own errors: all are the store's
+            raise StorageError(f"cannot write attachment {sha256} under {self.base}: {type(exc).__name__}: {exc}; check the "
+                               "storage base, its connection and its permissions") from exc
+
+    def _settle_remote(self) -> None:
+        pending, self._remote_pending = self._remote_pending, []
+        if len(pending) == 1:
+            self._put_remote(*pending[0])
+            return
+        futures = [_sync_pool().submit(self._put_remote, sha256, data) for sha256, data in pending]
+        concurrent.futures.wait(futures)
+        for future in futures:
+            future.result()
 
     def _stage_local(self, data: bytes | memoryview, sha256: str) -> str:
         """``stage`` on a local base: only the directories are made here; the file is written, synced
@@ -207,7 +225,10 @@ class AttachmentStore:
     def settle(self) -> None:
         """Make every attachment staged since the last call durable under its final name: each file
         written and fsynced, then renamed (fsync threads, a slice of the batch each), then the
-        directories that gained a name fsynced."""
+        directories that gained a name fsynced. On an object store, the batch's objects are written
+        concurrently (the same threads)."""
+        if self._remote_pending:
+            self._settle_remote()
         if not self._pending and not self._new_dirs:
             return
         pending, new_dirs = self._pending, self._new_dirs
@@ -238,6 +259,7 @@ class AttachmentStore:
     def discard(self) -> None:
         """Forget what was staged since the last settle (its batch rolled back)."""
         pending, self._pending = self._pending, []  # directories it created stay, and are synced with the next batch
+        self._remote_pending = []
         self._remove(pending)
 
     @staticmethod
