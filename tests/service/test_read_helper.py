@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,32 @@ def test_the_helpers_log_lines_and_errors_reach_the_poll(caplog: pytest.LogCaptu
     finally:
         helper.close()
     assert helper._process.returncode == 0
+
+
+def test_a_group_that_cannot_be_sent_ends_the_helper_instead_of_waiting_for_it() -> None:
+    import datetime as dt
+
+    from imap_intake.imap.mailbox import MessageMeta
+    from imap_intake.mime.extract import Limits
+    from imap_intake.service.reading import FetchedGroup
+
+    when = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+    helper = extractor.HelperProcess(make_workspace("ws"), None, 1, Limits())
+    try:
+        helper.submit(FetchedGroup(1, [MessageMeta(7, when, 10)], {7: lambda: None}, 10))  # type: ignore[dict-item]
+        outcome: list[BaseException] = []
+
+        def take() -> None:
+            try:
+                helper.result()
+            except BaseException as exc:  # noqa: BLE001 - handed to the assertion below
+                outcome.append(exc)
+
+        waiter = threading.Thread(target=take, daemon=True)
+        waiter.start()
+        waiter.join(30)
+        assert not waiter.is_alive(), "the poll would wait forever for a helper that got nothing"
+        assert isinstance(outcome[0], extractor.HelperFailed) and "EOFError" in str(outcome[0])
+    finally:
+        helper._process.kill()  # in case the assertion above failed with the helper still waiting
+        helper.close()

@@ -106,8 +106,9 @@ class HelperProcess:
         while (item := self._outbox.get()) is not _STOP:
             try:
                 _send(self._stdin, item)
-            except (OSError, ValueError, pickle.PickleError, AttributeError, TypeError):
-                return  # the helper is gone: the next result() tells the poll why
+            except Exception:  # noqa: BLE001 - a pipe that broke or a frame that cannot be written: the helper
+                self._process.kill()  # must not wait for it; the poll's next result() meets the end and says why
+                return
         with contextlib.suppress(OSError, ValueError):
             self._stdin.close()  # the helper ends at the end of its input
 
