@@ -24,14 +24,16 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from imap_intake.exceptions import StorageError
 
 _SYNC_THREADS = 8
+T = TypeVar("T")
 
 
 _pool: tuple[int, ThreadPoolExecutor] | None = None
@@ -48,7 +50,20 @@ def _sync_pool() -> ThreadPoolExecutor:
         return _pool[1]
 
 
-def _fsync(path: Path) -> None:
+def _all_done(call: Callable[[T], None], items: Sequence[T]) -> None:
+    """``call`` on every item, on the fsync threads when there are several (one inline). Waits for all
+    of them, even after one failed, so none still works when the caller cleans up; then raises the
+    first failure."""
+    if len(items) == 1:
+        call(items[0])
+        return
+    futures = [_sync_pool().submit(call, item) for item in items]
+    concurrent.futures.wait(futures)
+    for future in futures:
+        future.result()
+
+
+def _fsync(path: str | Path) -> None:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -166,13 +181,7 @@ class AttachmentStore:
 
     def _settle_remote(self) -> None:
         pending, self._remote_pending = self._remote_pending, []
-        if len(pending) == 1:
-            self._put_remote(*pending[0])
-            return
-        futures = [_sync_pool().submit(self._put_remote, sha256, data) for sha256, data in pending]
-        concurrent.futures.wait(futures)
-        for future in futures:
-            future.result()
+        _all_done(lambda item: self._put_remote(*item), pending)
 
     def _stage_local(self, data: bytes | memoryview, sha256: str) -> str:
         """``stage`` on a local base: only the directories are made here; the file is written, synced
@@ -234,19 +243,13 @@ class AttachmentStore:
         pending, new_dirs = self._pending, self._new_dirs
         self._pending, self._new_dirs = [], set()
         try:
-            if len(pending) > 1:  # a slice per thread, not a task per file (its overhead showed)
-                slices = [pending[n::_SYNC_THREADS] for n in range(min(_SYNC_THREADS, len(pending)))]
-                futures = [_sync_pool().submit(_write_each, part) for part in slices]
-                concurrent.futures.wait(futures)  # all of them, even after one failed: none still writes below
-                for future in futures:
-                    future.result()
-            else:
-                _write_each(pending)
+            if pending:  # a slice per thread, not a task per file (its overhead showed)
+                _all_done(_write_each, [pending[n::_SYNC_THREADS] for n in range(min(_SYNC_THREADS, len(pending)))])
             # The directories that hold the batch's names (also those found already stored: their
             # entries may come from a batch that failed before syncing them), and those created.
             directories = {os.path.dirname(s.final) for s in pending} | {str(d.parent) for d in new_dirs} | {str(d) for d in new_dirs}
             for directory in sorted(directories, key=lambda d: d.count("/"), reverse=True):
-                _fsync(Path(directory))
+                _fsync(directory)
         except _WriteFailed as failed:
             self._remove(pending)
             raise StorageError(f"cannot make attachment {failed.staged.sha256} durable under {self.base}: {failed.error}; "
