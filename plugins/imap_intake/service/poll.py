@@ -23,7 +23,6 @@ from imap_intake.imap.mailbox import FolderState, Mailbox, MessageMeta
 from imap_intake.imap.settings import ConnectionSettings
 from imap_intake.mime.extract import Attachment
 from imap_intake.service import extractor
-from imap_intake.service.extractor import HelperProcess
 from imap_intake.service.reading import FetchedGroup, MailboxOpener, limits_of, read_ahead, read_group
 from imap_intake.service.reread import reread_messages
 from imap_intake.store.ledger import BatchResult, Cursor, Ledger, MessageRecord, is_transient
@@ -237,7 +236,7 @@ def _drain(mailbox: Mailbox, ledger: Ledger, state: FolderState, workspace: Work
         return read_group(workspace, supplier, state.uidvalidity, fetched, limits)
 
     # A large sync reads its mail in a helper process too (a second core), see service/extractor.py.
-    helper = (lambda: HelperProcess(workspace, supplier, state.uidvalidity, limits)) if extractor.wanted(len(todo)) else None
+    helper = (lambda: extractor.HelperProcess(workspace, supplier, state.uidvalidity, limits)) if extractor.wanted(len(todo)) else None
     # closing(): when recording fails, the helper and the reader thread are stopped (and the thread
     # joined) before the error leaves here, so nothing else uses the connection while the caller
     # handles it (or logs out).

@@ -248,9 +248,7 @@ class Ledger:
                 self._advance_cursor(advance_to)
         return result
 
-    # One statement per table and batch: the rows travel as one array per column and are inserted in
-    # their order (UID order), so each still meets the unique keys in turn: a copy later in the batch
-    # conflicts with its first sighting, inserts nothing and takes the duplicate path.
+    # One statement per table and batch (see record_batch): rows as one array per column, in their order.
     _INSERT_MESSAGES = """
         INSERT INTO imap_intake.message (workspace, account, folder, uidvalidity, uid, internal_date, size, outcome,
             duplicate_of, poll_id, fingerprint, message_id, sender, subject, reason, supplier, supplier_rule)
