@@ -26,6 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
 
+def _jwt_secret() -> str:
+    import secrets
+
+    return os.environ.get("IMAP_INTAKE_DEVSTACK_JWT_SECRET") or secrets.token_urlsafe(64)
+
+
 def project_airflow_settings(home: Path, metadata_url: str) -> dict[str, str]:
     """What every Airflow of this project's devstack shares: this repo's DAGs and plugins, no
     examples, Test connection on, the metadata in Postgres with the LocalExecutor."""
@@ -38,7 +44,15 @@ def project_airflow_settings(home: Path, metadata_url: str) -> dict[str, str]:
         "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        **QUIET_SETTINGS,
     }
+
+
+#: A JWT secret of 64+ bytes: Airflow generates a 16-byte one when none is set, and PyJWT then warns
+#: ("HMAC key is ... bytes long") on every token it signs or checks with HS512, in every component.
+QUIET_SETTINGS = {
+    "AIRFLOW__API_AUTH__JWT_SECRET": _jwt_secret(),
+}
 
 
 def airflow_base_env(home: Path, metadata_url: str, *, api_port: int, extra: Mapping[str, str] = ()) -> dict[str, str]:  # type: ignore[assignment]

@@ -68,6 +68,7 @@ class Stack:
         STATE.chmod(0o600)
         lines = [f"export {k}='{v}'" for k, v in self.env.items()]
         (LOCAL / "env.sh").write_text("# source .local/env.sh to use the demo stack from a shell\n" + "\n".join(lines) + "\n")
+        (LOCAL / "env.sh").chmod(0o600)  # it holds the demo's keys and secrets
 
     @classmethod
     def load(cls) -> Stack | None:
@@ -126,12 +127,12 @@ class Stack:
                        "password": postgres.password, "schema": postgres.database},
             metadata_url=postgres.create_database("airflow"),
             imap={"host": "127.0.0.1", "port": dovecot.tls_port, "login": DEMO_USER, "password": envelope,
-                  "extra": {"provider": "generic", "encryption": "tls", "ca_cert": dovecot.tls_files.ca_pem,
+                  "extra": {"provider": "generic", "ca_cert": dovecot.tls_files.ca_pem,
                             "folder": "INBOX", "address": DEMO_USER, "default_supplier": "Unassigned supplier"}},
             imap_oauth={"host": "127.0.0.1", "port": dovecot.tls_port, "login": DEMO_USER,
                         "password": ring.encrypt(client_secret, mailbox=f"{DEMO_USER}@127.0.0.1"),
                         "extra": {"provider": "office365", "auth": "microsoft_app", "tenant_id": DEMO_TENANT,
-                                  "client_id": DEMO_CLIENT_ID, "authority_host": oauth.base_url, "encryption": "tls",
+                                  "client_id": DEMO_CLIENT_ID, "authority_host": oauth.base_url,
                                   "ca_cert": dovecot.tls_files.ca_pem, "folder": "INBOX", "address": DEMO_USER}},
             keys=keys, storage=storage,
         )

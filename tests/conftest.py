@@ -28,6 +28,9 @@ os.environ.update({
     "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
     "IMAP_INTAKE_STORAGE_BASE": f"file://{_HOME}/storage",
 })
+from devstack.airflow_cluster import QUIET_SETTINGS  # noqa: E402 - imports no Airflow
+
+os.environ.update(QUIET_SETTINGS)
 
 from devstack.dovecot import DovecotServer, append_messages  # noqa: E402
 from devstack.oauth_server import OAuthServer  # noqa: E402
