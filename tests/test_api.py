@@ -52,7 +52,7 @@ def test_test_connection_explains_oauth_refusals_without_echoing_secrets(client,
     assert refused["status"] is False and "AADSTS7000215" in refused["message"] and "Wrong-Secret-Not-Shown-3" not in json.dumps(refused)
     body["password"] = "Right-Secret-For-UI-1"
     ok = client.post("/api/v2/connections/test", json=body).json()
-    assert ok["status"] is True and "opened read-only" in ok["message"] and "microsoft_app token via OAUTHBEARER" in ok["message"]
+    assert ok["status"] is True and "opened read-only" in ok["message"] and "with a Microsoft Entra app token (OAUTHBEARER)" in ok["message"] and " a microsoft_app" not in ok["message"]
 
 
 def test_an_envelope_opens_under_the_uis_test_and_no_temporary_id_is_named(client, dovecot, mail_user, monkeypatch) -> None:  # type: ignore[no-untyped-def]

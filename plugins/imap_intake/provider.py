@@ -24,34 +24,38 @@ def _field(label: str, kind: str | list[str], *, default: Any = None, descriptio
 
 CONN_FIELDS = {
     "provider": _field("Provider preset", "string", default="generic", enum=["gmail", "office365", "proton_bridge", "generic"],
-                       description="gmail: imap.gmail.com:993 TLS; office365: outlook.office365.com:993 TLS; "
-                                   "proton_bridge: 127.0.0.1:1143 STARTTLS (local Bridge only); generic: port 993 TLS"),
-    "auth": _field("Sign-in", "string", default="password",
-                   enum=["password", "microsoft_app", "google_service_account", "oauth2_refresh_token"],
-                   description="password: the Password field holds the password or app password. microsoft_app (Microsoft 365): "
-                               "Password = the Entra app's client secret; set tenant_id and client_id. google_service_account "
-                               "(Google Workspace): Password = the service account's JSON key. oauth2_refresh_token (any "
-                               "provider): Password = the refresh token; set token_url, client_id, client_secret"),
-    "tenant_id": _field("Tenant ID (Microsoft)", "string",
+                       description="Fills what you leave blank below. gmail: imap.gmail.com:993 TLS, password sign-in (an app "
+                                   "password); office365: outlook.office365.com:993 TLS, Microsoft Entra app sign-in; "
+                                   "proton_bridge: 127.0.0.1:1143 STARTTLS (a local Bridge only); generic: port 993 TLS"),
+    "auth": _field("Sign-in", "string", enum=["password", "microsoft_app", "google_service_account", "oauth2_refresh_token"],
+                   description="Blank: the preset's (office365: microsoft_app; the others: password). password: the Password field "
+                               "holds the password or app password. microsoft_app: Password = the Entra app's client secret; set "
+                               "the two Microsoft IDs below. google_service_account: Password = the service account's JSON key. "
+                               "oauth2_refresh_token: Password = the refresh token; set Token URL and Client ID. Fields of "
+                               "another sign-in kind are not used and not saved"),
+    "tenant_id": _field("Tenant ID (Microsoft app sign-in only)", "string",
                         description="Entra admin center > App registrations > your app > Overview > Directory (tenant) ID"),
-    "client_id": _field("Client ID", "string",
+    "client_id": _field("Client ID (Microsoft app or refresh-token sign-in only)", "string",
                         description="Microsoft: Overview > Application (client) ID. Refresh tokens: the OAuth client they were issued to"),
-    "client_secret": _field("Client secret (refresh-token grant)", "string", format="password",
-                            description="Only for oauth2_refresh_token with a confidential client; an aesgcm:v1: envelope works too"),
-    "token_url": _field("Token URL", "string",
-                        description="oauth2_refresh_token: the token endpoint, e.g. https://oauth2.googleapis.com/token or "
+    "client_secret": _field("Client secret (refresh-token sign-in only)", "string", format="password",
+                            description="For a confidential OAuth client; an aesgcm:v1: envelope works too. Microsoft app "
+                                        "sign-in puts its client secret in the Password field instead"),
+    "token_url": _field("Token URL (refresh-token sign-in only)", "string",
+                        description="The token endpoint, e.g. https://oauth2.googleapis.com/token or "
                                     "https://login.microsoftonline.com/<tenant>/oauth2/v2.0/token"),
-    "scope": _field("Scope", "string",
+    "scope": _field("Scope (OAuth2 sign-in only; blank: the default)", "string",
                     description="Defaults: https://outlook.office365.com/.default (microsoft_app), https://mail.google.com/ "
                                 "(google_service_account); for a Microsoft delegated grant: "
                                 "https://outlook.office.com/IMAP.AccessAsUser.All offline_access"),
-    "certificate_thumbprint": _field("Certificate thumbprint (Microsoft)", "string",
+    "certificate_thumbprint": _field("Certificate thumbprint (Microsoft app sign-in only)", "string",
                                      description="Sign in with a certificate instead of a secret: its SHA-1 thumbprint "
                                                  "as shown under Certificates & secrets; the Password field then holds the private key (PEM)"),
-    "authority_host": _field("Authority host (Microsoft)", "string", default="https://login.microsoftonline.com",
-                             description="Change only for national clouds, e.g. https://login.microsoftonline.us"),
-    "encryption": _field("Encryption", "string", default="tls", enum=["tls", "starttls", "none"],
-                         description="tls = implicit TLS (port 993, default); starttls (port 143); none only to loopback hosts"),
+    "authority_host": _field("Authority host (Microsoft app sign-in only)", "string",
+                             description="Blank: https://login.microsoftonline.com. Change only for national clouds, e.g. "
+                                         "https://login.microsoftonline.us"),
+    "encryption": _field("Encryption", "string", enum=["tls", "starttls", "none"],
+                         description="Blank: the preset's (tls on port 993; Proton Bridge: starttls on 1143). tls = implicit TLS; "
+                                     "starttls (port 143); none only to loopback hosts"),
     "validate_certificate": _field("Validate certificate", "boolean", default=True,
                                    description="Keep on. For a self-signed server supply the CA or a SHA-256 pin instead"),
     "ca_cert": _field("CA certificate (PEM)", "string", format="multiline",
@@ -94,8 +98,8 @@ def _connection_type(hook: str, name: str, conn_type: str) -> dict[str, Any]:
             "relabeling": {"login": "Username (mailbox address)",
                            "password": "Password / app password / client secret / JSON key / refresh token"},
             "placeholders": {
-                "host": "imap.gmail.com",
-                "port": "993",
+                "host": "blank: the preset's (imap.gmail.com, outlook.office365.com, 127.0.0.1)",
+                "port": "blank: the preset's (993; Proton Bridge 1143)",
                 "login": "usually the full email address, e.g. orders@example.com",
                 "password": "see Sign-in: a password, an app password, or the OAuth2 secret",
             },

@@ -16,6 +16,7 @@ from imap_intake import crypto
 from imap_intake.airflow_connections import get_connection
 from imap_intake.exceptions import ConfigError, ImapIntakeError
 from imap_intake.imap.diagnose import diagnose
+from imap_intake.imap.form import unused_fields
 from imap_intake.imap.mailbox import Mailbox
 from imap_intake.imap.presets import preset
 from imap_intake.imap.settings import ConnectionSettings, settings_from_fields, unprefixed
@@ -77,7 +78,10 @@ class ImapIntakeHook(BaseHook):
 
     def get_settings(self) -> ConnectionSettings:
         conn = self._connection()
-        extra = unprefixed(self._extra(conn))
+        return self._settings(conn, self._extra(conn))
+
+    def _settings(self, conn: Any, extra: dict[str, Any]) -> ConnectionSettings:
+        extra = unprefixed(extra)
         host = conn.host or preset(str(extra.get("provider") or "")).host
         mailbox = crypto.mailbox_of(conn.login, host)
         if extra.get("client_secret"):
@@ -102,11 +106,15 @@ class ImapIntakeHook(BaseHook):
     def diagnosis(self) -> tuple[bool, str]:
         """Whether the connection works, and what to do when it does not (naming the connection)."""
         try:
-            settings = self.get_settings()
+            conn = self._connection()
+            extra = self._extra(conn)
+            settings = self._settings(conn, extra)
         except ImapIntakeError as exc:
             return False, str(exc)
         result = diagnose(settings)
-        return result.ok, result.message
+        unused = unused_fields(extra)
+        note = (f" Not used by sign-in '{settings.auth}', so ignored: {', '.join(unused)}." if unused else "")
+        return result.ok, result.message + note
 
     def test_connection(self) -> tuple[bool, str]:
         """The diagnosis, naming "this connection": the UI tests under a temporary id nobody knows."""

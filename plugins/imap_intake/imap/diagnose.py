@@ -8,6 +8,12 @@ from imap_intake.exceptions import ImapIntakeError
 from imap_intake.imap.mailbox import Mailbox
 from imap_intake.imap.settings import ConnectionSettings
 
+TOKEN_KINDS = {
+    "microsoft_app": "a Microsoft Entra app token",
+    "google_service_account": "a Google service-account token",
+    "oauth2_refresh_token": "an OAuth2 access token from the refresh token",
+}
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -27,7 +33,7 @@ def diagnose(settings: ConnectionSettings) -> Diagnosis:
         if hint and hint not in message:
             message += f" (note: {hint})"
         return Diagnosis(False, message)
-    how = "" if settings.oauth is None else f" with a {settings.oauth.kind} token via {mechanism}"
+    how = "" if settings.oauth is None else f" with {TOKEN_KINDS.get(settings.oauth.kind, settings.oauth.kind)} ({mechanism})"
     offers = ", ".join(
         f"{name} {'offered' if name in caps else 'not offered'}" for name in ("IDLE", "CONDSTORE")
     )

@@ -14,6 +14,7 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 
 from imap_intake.operators.links import STATUS_PREFIX
+from imap_intake.ui.connection_form import ConnectionFormMiddleware
 
 
 class StatusPageApp:
@@ -34,5 +35,7 @@ class ImapIntakePlugin(AirflowPlugin):
     name = "imap_intake"
     fastapi_apps = [{"app": StatusPageApp(), "url_prefix": STATUS_PREFIX, "name": "imap-intake status"}]
     # Relative href: the UI resolves it against its own base URL (and shows it in a frame).
+    # Our connection form's saves and tests, normalised (ui/connection_form.py): only our connection type.
+    fastapi_root_middlewares = [{"middleware": ConnectionFormMiddleware, "args": [], "kwargs": {}, "name": "imap-intake connection form"}]
     external_views = [{"name": "Mail intake", "href": STATUS_PREFIX.lstrip("/") + "/", "destination": "nav",
                        "category": "browse", "url_route": "mail-intake"}]
