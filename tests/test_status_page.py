@@ -195,3 +195,63 @@ def test_the_menu_shows_the_page_inside_airflow_and_the_pem_field_is_multiline(u
     field.fill("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----")
     assert field.input_value().count("\n") == 2  # the newlines of a pasted PEM survive
     page.screenshot(path=str(ARTIFACTS / "06-connection-form.png"), full_page=True)
+
+
+def _add_connection(page, ui: UiStack, conn_id: str, provider: str) -> None:  # type: ignore[no-untyped-def]
+    """Add Connection the documented way: the type, an id, the mailbox and a secret, the preset; Host,
+    Port and Sign-in left blank."""
+    page.goto(f"{ui.url}/connections")
+    page.get_by_role("button", name="Add Connection").click()
+    page.get_by_role("combobox").first.click()
+    page.get_by_role("option", name="IMAP mailbox (imap-intake)", exact=True).click()
+    page.get_by_label("Connection ID").fill(conn_id)
+    page.get_by_label("Username (mailbox address)").fill("orders@example.com")
+    page.get_by_label("Password / app password").fill("An-App-Password-42")
+    page.get_by_role("button", name="Extra Fields", exact=True).click()
+    preset = page.locator("xpath=//*[normalize-space(text())='Provider preset']/ancestor::*[.//input][1]").locator("input").first
+    preset.click()
+    page.get_by_role("option", name=provider, exact=True).click()
+    page.get_by_role("button", name="Save").click()
+    page.locator("tr", has_text=conn_id).wait_for()
+
+
+def _saved(ui: UiStack, conn_id: str) -> dict[str, object]:
+    done = ui.airflow.airflow("connections", "get", conn_id, "-o", "json")
+    (found,) = [c for c in json.loads(done.stdout[done.stdout.index("["):]) if c["conn_id"] == conn_id]
+    return found  # type: ignore[no-any-return]
+
+
+def test_a_preset_connection_with_blank_host_and_port_tests_with_our_diagnosis(ui: UiStack, page) -> None:  # type: ignore[no-untyped-def]
+    _login(page, ui, "/connections")
+    _add_connection(page, ui, "orders_gmail", "gmail")
+    saved = _saved(ui, "orders_gmail")
+    extra = saved["extra_dejson"]
+    assert saved["host"] in (None, "") and saved["port"] in (None, "", "None")
+    # (the CLI prints every extra value as text)
+    assert isinstance(extra, dict) and {k: str(v) for k, v in extra.items()} == {
+        "provider": "gmail", "auth": "password", "validate_certificate": "True", "folder": "INBOX", "timeout": "30"}, extra
+    page.locator("tr", has_text="orders_gmail").get_by_role("button", name="Test Connection").click()
+    toast = page.get_by_role("status").filter(has_text="imap.gmail.com").first  # our diagnosis names the preset's host
+    toast.wait_for(timeout=60_000)
+    page.screenshot(path=str(ARTIFACTS / "07-test-gmail-preset.png"), full_page=True)
+    text = page.get_by_role("status").all_inner_texts()
+    assert not any("Bad Request" in t for t in text), text
+    assert "An-App-Password-42" not in page.content()
+
+
+def test_the_microsoft_365_preset_saves_app_sign_in(ui: UiStack, page) -> None:  # type: ignore[no-untyped-def]
+    _login(page, ui, "/connections")
+    _add_connection(page, ui, "orders_m365", "office365")
+    extra = _saved(ui, "orders_m365")["extra_dejson"]
+    assert isinstance(extra, dict)
+    assert extra["auth"] == "microsoft_app" and extra["provider"] == "office365"
+    assert not {k for k, v in extra.items() if v in (None, "None", "")}  # nothing blank saved
+    page.locator("tr", has_text="orders_m365").get_by_role("button", name="Test Connection").click()
+    page.get_by_role("status").filter(has_text="tenant_id").first.wait_for(timeout=60_000)  # app sign-in: asks for the tenant
+    page.screenshot(path=str(ARTIFACTS / "08-test-m365-preset.png"), full_page=True)
+
+
+def test_an_unknown_outcome_filter_is_explained_not_ignored(ui: UiStack, page) -> None:  # type: ignore[no-untyped-def]
+    _login(page, ui, "/imap-intake/workspaces/demo?outcome=bogus")
+    body = page.locator("body").inner_text()
+    assert "There is no outcome 'bogus'" in body and "not_routed" in body

@@ -87,7 +87,7 @@ def skipped(connection: psycopg.Connection, workspace: str, limit: int = 20) -> 
 # --- The status page (imap_intake.ui): one query function per view, read-only. ---------------------
 
 OUTCOMES = ("imported", "no_supported_attachment", "too_large", "unparseable", "duplicate", "not_routed", "failed")
-_POLL_COLUMNS = sql.SQL("id, mode, status, started_at, finished_at, since, until, fetched, imported, error")
+_POLL_COLUMNS = sql.SQL("id, mode, status, started_at, finished_at, since, until, fetched, imported, error, run_id")
 _MESSAGE_COLUMNS = sql.SQL("id, folder, uidvalidity, uid, message_id, internal_date, sender, subject, size, outcome, reason, "
                            "supplier, supplier_rule, duplicate_of, poll_id, seen_at, reread_at")
 
@@ -101,16 +101,20 @@ def workspace_summaries(connection: psycopg.Connection, workspaces: list[str]) -
         imports = cur.execute(
             "SELECT workspace, import_status, count(*) AS n FROM imap_intake.attachment WHERE workspace = ANY(%s) GROUP BY 1, 2",
             (workspaces,)).fetchall()
+        # The last poll of new mail and the last backfill apart: a month of backfill runs must not hide
+        # whether the regular polls still work.
         last = cur.execute(
-            sql.SQL("SELECT DISTINCT ON (workspace) workspace, {} FROM imap_intake.poll "
-                    "WHERE workspace = ANY(%s) ORDER BY workspace, id DESC").format(_POLL_COLUMNS), (workspaces,)).fetchall()
-    summary: dict[str, dict[str, Any]] = {w: {"outcomes": {}, "imports": {}, "last_poll": None} for w in workspaces}
+            sql.SQL("SELECT DISTINCT ON (workspace, mode = 'backfill') workspace, mode = 'backfill' AS backfill, {} "
+                    "FROM imap_intake.poll WHERE workspace = ANY(%s) ORDER BY workspace, mode = 'backfill', id DESC")
+            .format(_POLL_COLUMNS), (workspaces,)).fetchall()
+    summary: dict[str, dict[str, Any]] = {w: {"outcomes": {}, "imports": {}, "last_poll": None, "last_backfill": None}
+                                          for w in workspaces}
     for row in outcomes:
         summary[row["workspace"]]["outcomes"][row["outcome"]] = row["n"]
     for row in imports:
         summary[row["workspace"]]["imports"][row["import_status"]] = row["n"]
     for row in last:
-        summary[row["workspace"]]["last_poll"] = row
+        summary[row["workspace"]]["last_backfill" if row["backfill"] else "last_poll"] = row
     return summary
 
 
@@ -137,6 +141,8 @@ def workspace_page(connection: psycopg.Connection, workspace: str, *, outcome: s
             "SELECT id, message, original_filename, import_status, attempts, last_error, last_attempt_at "
             "FROM imap_intake.attachment WHERE workspace=%s AND import_status IN ('failed', 'quarantined') ORDER BY id DESC LIMIT 50",
             (workspace,)).fetchall()
+        page["alerts"] = cur.execute(
+            "SELECT kind, raised_at, detail FROM imap_intake.alert WHERE workspace=%s ORDER BY id DESC LIMIT 10", (workspace,)).fetchall()
         page["orders"] = cur.execute(
             "SELECT o.id, o.message, o.order_number, o.order_date, o.supplier, o.format, o.currency, o.total, o.needs_review, "
             "o.review_reason, a.original_filename, (SELECT count(*) FROM imap_intake.purchase_order_line l "
@@ -149,7 +155,8 @@ def workspace_page(connection: psycopg.Connection, workspace: str, *, outcome: s
 def message_page(connection: psycopg.Connection, workspace: str, message_id: int) -> dict[str, Any] | None:
     """One message with its stored attachments (and their import state), skipped parts and orders."""
     with connection.cursor(row_factory=dict_row) as cur:
-        message = cur.execute(sql.SQL("SELECT {} FROM imap_intake.message WHERE workspace=%s AND id=%s").format(_MESSAGE_COLUMNS),
+        message = cur.execute(sql.SQL("SELECT {}, (SELECT run_id FROM imap_intake.poll p WHERE p.id = m.poll_id) AS run_id "
+                                      "FROM imap_intake.message m WHERE workspace=%s AND id=%s").format(_MESSAGE_COLUMNS),
                               (workspace, message_id)).fetchone()
         if message is None:
             return None

@@ -22,11 +22,13 @@ from imap_intake.config import Workspace
 from imap_intake.exceptions import ImapIntakeError
 from imap_intake.operators.links import STATUS_PREFIX as PREFIX
 from imap_intake.store import db, report
+from imap_intake.ui import formats
 from imap_intake.workspaces import read_workspaces, workspaces_file
 
 log = logging.getLogger(__name__)
 
 _templates = Environment(loader=PackageLoader("imap_intake.ui", "templates"), autoescape=select_autoescape(["html"]))
+_templates.filters.update(utc=formats.utc, window=formats.window, account=formats.account, code_spans=formats.code_spans)
 
 
 async def _user(request: Request) -> Any:
@@ -138,7 +140,8 @@ def create_app() -> FastAPI:
     @app.get("/workspaces/{slug}", response_class=HTMLResponse)
     def workspace(request: Request, user: User, slug: str, outcome: str | None = None) -> HTMLResponse:
         chosen = _workspace(user, slug)
-        outcome = outcome if outcome in report.OUTCOMES else None
+        if outcome is not None and outcome not in report.OUTCOMES:
+            raise HTTPException(400, f"There is no outcome '{outcome}'. Outcomes: {', '.join(report.OUTCOMES)}.")
         try:
             with _ledger(chosen) as connection:
                 page = report.workspace_page(connection, slug, outcome=outcome)
@@ -149,12 +152,12 @@ def create_app() -> FastAPI:
     @app.get("/workspaces/{slug}/messages/{message_id}", response_class=HTMLResponse)
     def message(request: Request, user: User, slug: str, message_id: int) -> HTMLResponse:
         page = _one(user, slug, report.message_page, message_id, "message")
-        return _render("message.html", request, slug=slug, m=page["message"], attachments=page["attachments"],
+        return _render("message.html", request, slug=slug, dag_id=f"imap_intake__{slug}", m=page["message"], attachments=page["attachments"],
                        skipped=page["skipped_parts"], orders=page["orders"])
 
     @app.get("/workspaces/{slug}/polls/{poll_id}", response_class=HTMLResponse)
     def poll(request: Request, user: User, slug: str, poll_id: int) -> HTMLResponse:
         page = _one(user, slug, report.poll_page, poll_id, "poll")
-        return _render("poll.html", request, slug=slug, r=page["poll"], messages=page["messages"])
+        return _render("poll.html", request, slug=slug, dag_id=f"imap_intake__{slug}", r=page["poll"], messages=page["messages"])
 
     return app
