@@ -58,3 +58,41 @@ def test_the_shipped_workspaces_file_is_valid() -> None:
     text = (Path(__file__).resolve().parent.parent / "include" / "workspaces.yaml").read_text()
     (demo,) = load(text)
     assert demo.slug == "demo" and demo.imap_conn_id == "imap_demo"
+
+
+def test_alerts_name_notifiers_and_a_stale_limit() -> None:
+    (ws,) = load(
+        "workspaces:\n  - slug: a\n    imap_conn_id: x\n    start_date: 2026-01-01\n    alerts:\n"
+        "      on_failure:\n        - {notifier: airflow.providers.smtp.notifications.smtp.SmtpNotifier, to: ops@example.com}\n"
+        "      stale_after: 2h\n"
+    )
+    assert ws.alerts.stale_after == dt.timedelta(hours=2)
+    (spec,) = ws.alerts.on_failure
+    assert spec.path.endswith(".SmtpNotifier") and dict(spec.args) == {"to": "ops@example.com"}
+    assert ws.alerts.on_stale == ws.alerts.on_failure  # on_stale defaults to the failure notifiers
+    (quiet,) = load("workspaces:\n  - {slug: b, imap_conn_id: x, start_date: 2026-01-01}\n")
+    assert quiet.alerts.on_failure == () and quiet.alerts.stale_after is None
+
+
+@pytest.mark.parametrize(
+    ("alerts", "message"),
+    [
+        ("{stale_after: 2h}", "needs someone to tell"),
+        ("{on_failure: [{to: x}]}", "alerts.on_failure[0] needs 'notifier'"),
+        ("{on_failure: [{notifier: x.Y}], stale_after: soon}", "'soon' is not a duration"),
+        ("{on_failure: [{notifier: x.Y}], stale_after: 0m}", "is not a duration"),
+        ("{on_fail: [{notifier: x.Y}]}", "unknown field(s) on_fail"),
+        ("[]", "alerts must be a mapping"),
+    ],
+)
+def test_alert_errors_name_the_field(alerts: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(f"workspaces:\n  - {{slug: a, imap_conn_id: x, start_date: 2026-01-01, alerts: {alerts}}}\n")
+    assert message in str(info.value) and "workspace 'a'" in str(info.value)
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("2h", 7200), ("1d", 86400), (45, 2700), ("1.5h", 5400)])
+def test_durations(text: object, seconds: int) -> None:
+    from imap_intake.config import parse_duration
+
+    assert parse_duration(text, "w").total_seconds() == seconds

@@ -40,14 +40,19 @@ def test_dags_folder_imports_without_network_or_database(monkeypatch: pytest.Mon
     assert asset.uri == "imap-intake://mailbox/imap_demo/INBOX" and asset.watchers[0].trigger.serialize()[1]["imap_conn_id"] == "imap_demo"
     poll = dag.get_task("poll_mailbox")
     assert poll.pool == "imap_intake__imap_demo" and poll.retries == 3 and poll.retry_exponential_backoff
-    assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders", "publish_orders"}
+    assert {t.task_id for t in dag.tasks} == {"poll_mailbox", "import_orders", "run_verdict"}
     # import_tasks parallel import slots: one task mapped over the slots (one operator to build, not N)
     assert dag.get_task("import_orders").expand_input.value == {"slot": [1, 2]}
     assert set(dag.params) == {"since", "until"}  # the trigger form's backfill dates
-    assert [a.uri for a in dag.get_task("publish_orders").outlets] == ["imap-intake://demo/purchase-orders"]
+    assert [a.uri for a in dag.get_task("import_orders").outlets] == ["imap-intake://demo/purchase-orders"]
     # A task lost with its worker (SIGKILL, a node gone) is failed by the scheduler's heartbeat check:
-    # only a retry saves the run. Every task retries (make scale found publish_orders without one).
-    assert all(t.retries >= 1 for t in dag.tasks), {t.task_id: t.retries for t in dag.tasks}
+    # only a retry saves the run. Every working task retries (make scale found one without).
+    assert all(t.retries >= 1 for t in dag.tasks if t.task_id != "run_verdict"), {t.task_id: t.retries for t in dag.tasks}
+    # The verdict: the last task, started only when a task failed, and then failing the run (no retry).
+    verdict = dag.get_task("run_verdict")
+    assert verdict.trigger_rule == "one_failed" and verdict.retries == 0 and not verdict.downstream_task_ids
+    assert verdict.upstream_task_ids == {"poll_mailbox", "import_orders"}
+    assert dag.get_task("import_orders").trigger_rule == "all_done"  # the imports run whatever the poll did
 
 
 def test_a_thousand_workspaces_build_a_thousand_dags() -> None:
@@ -60,7 +65,7 @@ def test_a_thousand_workspaces_build_a_thousand_dags() -> None:
     assert len(dags) == 1000 and len({d.get_task("poll_mailbox").pool for d in dags.values()}) == 7
 
 
-def test_an_idle_poll_skips_every_import_slot_and_the_publish_task() -> None:
+def test_an_idle_poll_skips_every_import_slot_and_the_verdict() -> None:
     """SkipMixin.skip would name only map index -1, which a task mapped over a literal list never has:
     its slots are created with the run. The poll names each slot (dag.test below runs it for real)."""
     from airflow.sdk.bases.skipmixin import XCOM_SKIPMIXIN_KEY
@@ -79,8 +84,8 @@ def test_an_idle_poll_skips_every_import_slot_and_the_publish_task() -> None:
     with pytest.raises(DownstreamTasksSkipped) as skipped:
         poll._skip_downstream({"ti": TaskInstance()})
     assert sorted(skipped.value.tasks, key=str) == sorted(
-        ["import_orders", ("import_orders", 0), ("import_orders", 1), ("import_orders", 2), "publish_orders"], key=str)
-    assert sorted(pushed[XCOM_SKIPMIXIN_KEY]["skipped"]) == ["import_orders", "publish_orders"]  # type: ignore[index]
+        ["import_orders", ("import_orders", 0), ("import_orders", 1), ("import_orders", 2), "run_verdict"], key=str)
+    assert sorted(pushed[XCOM_SKIPMIXIN_KEY]["skipped"]) == ["import_orders", "run_verdict"]  # type: ignore[index]
 
 
 def test_the_trigger_form_offers_backfill_dates_that_airflow_validates() -> None:
@@ -114,8 +119,16 @@ def test_a_window_needs_a_start_and_reaches_now_without_an_end() -> None:
     assert window is not None and (window.since, window.until) == (dt.datetime(2026, 4, 1, tzinfo=dt.UTC), now)
     with pytest.raises(ConfigError, match="needs 'since'"):
         parse_window("", "2026-04-01", now=now)
-    with pytest.raises(ConfigError, match="must be after since"):
+    with pytest.raises(ConfigError, match="is not before until .2026-05-01 .the last day re-checked.*swap the two dates"):
         parse_window("2026-06-01", "2026-05-01", now=now)
+    # "until" as a date is the last day re-checked: one day is since == until.
+    day = parse_window("2026-04-01", "2026-04-01", now=now)
+    assert day is not None and (day.since, day.until) == (dt.datetime(2026, 4, 1, tzinfo=dt.UTC), dt.datetime(2026, 4, 2, tzinfo=dt.UTC))
+    # as a date-time (an Airflow data interval, the API) it is exclusive
+    exact = parse_window("2026-04-01T06:00:00+00:00", dt.datetime(2026, 4, 1, 6, 15, tzinfo=dt.UTC), now=now)
+    assert exact is not None and exact.until == dt.datetime(2026, 4, 1, 6, 15, tzinfo=dt.UTC)
+    with pytest.raises(ConfigError, match="is not before until"):
+        parse_window("2026-04-01T06:00:00", "2026-04-01T06:00:00", now=now)
 
 
 def test_permanent_errors_fail_fast_and_transient_ones_retry() -> None:
@@ -238,14 +251,15 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     assert links["poll_mailbox"] == f"/imap-intake/workspaces/dagtest/polls/{poll_id}"
     assert links["import_orders"] == "/imap-intake/workspaces/dagtest"
     slots = sorted((ti.map_index, str(ti.state)) for ti in run.get_task_instances() if ti.task_id == "import_orders")
-    assert [i for i, _ in slots] == [0, 1] and all(s.endswith("success") for _, s in slots), slots  # both slots ran
+    # Both slots ran; one after the other here, so the first took every order and the second found none (skipped: no empty event).
+    assert [i for i, _ in slots] == [0, 1] and sorted(s.rsplit(".", 1)[-1] for _, s in slots) == ["skipped", "success"], slots
 
     def events() -> list:  # type: ignore[type-arg]
         with create_session() as session:
             return [e.extra for e in session.query(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
                     .filter(AssetModel.uri == "imap-intake://dagtest/purchase-orders")]
 
-    assert [e["imported"] for e in events()] == [6]
+    assert [(e["imported"], e["slot"]) for e in events()] == [(6, 1)]
     with create_session() as session:  # what the scheduler turns into a run of the consumer
         assert session.query(AssetDagRunQueue).filter(AssetDagRunQueue.target_dag_id == "orders_consumer").count() == 1
     assert str(consumer.test().state).endswith("success")
@@ -256,7 +270,7 @@ def test_dag_test_imports_the_mailbox_and_feeds_an_asset_scheduled_dag(dag_folde
     # ... and no import task process either: the poll found nothing to import and skipped them.
     states = {(ti.task_id, ti.map_index): str(ti.state) for ti in second.get_task_instances()}
     assert states[("poll_mailbox", -1)].endswith("success"), states
-    assert {t for t, _ in states} == {"poll_mailbox", "import_orders", "publish_orders"}, states
+    assert {t for t, _ in states} == {"poll_mailbox", "import_orders", "run_verdict"}, states
     assert all(s.endswith("skipped") for (t, _), s in states.items() if t != "poll_mailbox"), states
     assert db.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace='dagtest'").fetchone()[0] == 6
     assert len(events()) == 1

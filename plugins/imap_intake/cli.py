@@ -70,10 +70,9 @@ def pool_report(name: str) -> str | None:
 
 
 def cmd_poll(args: argparse.Namespace) -> int:
-    from imap_intake.service.run import parse_window, run_poll
+    from imap_intake.service.run import run_poll
 
-    now = _now()
-    result = run_poll(args.workspace, now=now, window=parse_window(args.since, args.until, now=now), workspaces_file=args.workspaces_file)
+    result = run_poll(args.workspace, now=_now(), since=args.since, until=args.until, workspaces_file=args.workspaces_file)
     _print_json(result.as_dict())
     return 0
 
@@ -189,13 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("workspace", nargs="?" if optional else None)
         p.add_argument("--workspaces-file", help="default: $IMAP_INTAKE_WORKSPACES_FILE or $AIRFLOW_HOME/include/workspaces.yaml")
 
-    p = sub.add_parser("check", help="test an imap_intake connection and explain what is wrong")
+    p = sub.add_parser("check", help="test an imapintake connection (an IMAP mailbox) and explain what is wrong")
     p.add_argument("conn_id")
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("poll", help="poll a workspace's mailbox now (same code as the DAG task)")
     workspace_args(p)
     p.add_argument("--since", help="backfill window start (ISO date)")
-    p.add_argument("--until", help="backfill window end, exclusive (default: now)")
+    p.add_argument("--until", help="backfill window end: a date is the last day re-checked (inclusive), a date-time is "
+                   "exclusive (default: now)")
     p.set_defaults(func=cmd_poll)
     p = sub.add_parser(
         "reread", help="read messages again after a fix or a new supplier rule (default: failed and not_routed ones)",

@@ -22,7 +22,7 @@ KNOWN_FIELDS = {
     "slug", "imap_conn_id", "folder", "schedule", "start_date", "default_supplier", "supplier_rules",
     "recipients", "accepted_types", "max_attachment_mb", "max_message_mb", "postgres_conn_id",
     "storage_base", "pool", "batch_size", "import_tasks", "max_import_attempts", "importer", "tags",
-    "description", "push",
+    "description", "push", "alerts",
 }
 WORKSPACES_FILE_VARIABLE = "IMAP_INTAKE_WORKSPACES_FILE"
 STORAGE_VARIABLE = "IMAP_INTAKE_STORAGE_BASE"
@@ -41,6 +41,25 @@ class SupplierRule:
             return sender == self.match
         domain = sender.rpartition("@")[2]
         return domain == self.match or domain.endswith("." + self.match)
+
+
+@dataclass(frozen=True)
+class NotifierSpec:
+    """An Airflow notifier named in the workspaces file: the dotted path of its class (any
+    ``BaseNotifier``) and the keyword arguments it is built with. Built by the DAG factory, not here."""
+
+    path: str
+    args: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """Who hears about trouble: notifiers for a failed run, and for a workspace whose last
+    successful poll is older than ``stale_after`` (``on_stale`` defaults to ``on_failure``)."""
+
+    on_failure: tuple[NotifierSpec, ...] = ()
+    on_stale: tuple[NotifierSpec, ...] = ()
+    stale_after: dt.timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +85,7 @@ class Workspace:
     tags: tuple[str, ...] = ()
     description: str = ""
     push: bool = False
+    alerts: Alerts = Alerts()
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -116,6 +136,54 @@ def _rules(value: Any, where: str) -> tuple[SupplierRule, ...]:
             raise _fail(where, f"supplier_rules[{i}] needs 'match' (address or domain) and 'supplier'")
         rules.append(SupplierRule(str(rule["match"]).strip().lower().lstrip("@*."), str(rule["supplier"])))
     return tuple(rules)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_NOTIFIER_PATH = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")
+
+
+def parse_duration(value: Any, where: str) -> dt.timedelta:
+    """``90s``, ``30m``, ``2h``, ``1d`` (a bare number is minutes)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return dt.timedelta(minutes=value)
+    match = _DURATION.match(str(value))
+    if not match or float(match.group(1)) <= 0:
+        raise _fail(where, f"{value!r} is not a duration: write e.g. 30m, 2h or 1d")
+    return dt.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+
+
+def _notifiers(value: Any, where: str) -> tuple[NotifierSpec, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, Mapping):
+        value = [value]
+    if not isinstance(value, list):
+        raise _fail(where, "must be a list of notifiers, each {notifier: dotted.path.ToClass, <its arguments>...}")
+    specs = []
+    for i, item in enumerate(value):
+        path = str(item.get("notifier") or "") if isinstance(item, Mapping) else ""
+        if not _NOTIFIER_PATH.match(path):
+            raise ConfigError(f"{where}[{i}] needs 'notifier': the dotted path of an Airflow notifier class, e.g. "
+                              "airflow.providers.slack.notifications.slack.SlackNotifier")
+        specs.append(NotifierSpec(path, {str(k): v for k, v in item.items() if k != "notifier"}))
+    return tuple(specs)
+
+
+def _alerts(value: Any, where: str) -> Alerts:
+    if value is None:
+        return Alerts()
+    if not isinstance(value, Mapping):
+        raise _fail(where, "alerts must be a mapping with on_failure, on_stale and stale_after")
+    unknown = sorted(set(value) - {"on_failure", "on_stale", "stale_after"})
+    if unknown:
+        raise _fail(where, f"alerts: unknown field(s) {', '.join(map(str, unknown))}; known: on_failure, on_stale, stale_after")
+    on_failure = _notifiers(value.get("on_failure"), f"{where}: alerts.on_failure")
+    on_stale = _notifiers(value.get("on_stale"), f"{where}: alerts.on_stale") or on_failure
+    stale_after = parse_duration(value["stale_after"], f"{where}: alerts.stale_after") if value.get("stale_after") is not None else None
+    if stale_after is not None and not on_stale:
+        raise _fail(where, "alerts.stale_after needs someone to tell: add notifiers under alerts.on_stale (or on_failure)")
+    return Alerts(on_failure=on_failure, on_stale=on_stale if stale_after is not None else (), stale_after=stale_after)
 
 
 def _expand(value: str, env: Mapping[str, str], where: str) -> str:
@@ -177,6 +245,7 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
         tags=tuple(str(t) for t in item.get("tags") or ()),
         description=str(item.get("description") or ""),
         push=push,
+        alerts=_alerts(item.get("alerts"), where),
     )
 
 

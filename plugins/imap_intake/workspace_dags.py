@@ -14,9 +14,10 @@ from airflow.sdk import DAG, Asset, CronDataIntervalTimetable, Param
 from airflow.sdk.definitions.param import ParamsDict
 
 from imap_intake.config import Workspace
-from imap_intake.operators.intake import ImportOrdersOperator, PollMailboxOperator, PublishOrdersOperator
+from imap_intake.operators.intake import ImportOrdersOperator, PollMailboxOperator, RunVerdictOperator
 
 IMPORT_TASK_ID = "import_orders"
+VERDICT_TASK_ID = "run_verdict"
 DEFAULT_ARGS = {
     "owner": "imap-intake",
     "retries": 3,
@@ -64,8 +65,9 @@ def window_params() -> dict[str, Param]:
         return Param(None, type=["null", "string"], format="date", title=title, description=description)
 
     return {
-        "since": day("Backfill since", "First day to re-check (inclusive). Leave both dates empty for an ordinary poll."),
-        "until": day("Backfill until", "Day after the last one to re-check (exclusive); empty means up to now."),
+        "since": day("Backfill since", "First day to re-check (inclusive). Leave both dates empty for an ordinary poll. "
+                     "Not for the Backfill dialog: there, use its own From/To dates and leave these empty."),
+        "until": day("Backfill through", "Last day to re-check (inclusive); empty means up to now."),
     }
 
 
@@ -90,11 +92,24 @@ def _doc(workspace: Workspace) -> str:
         f"### imap-intake: {workspace.slug}\n\n{workspace.description}\n\n"
         f"Polls connection `{workspace.imap_conn_id}` (folder `{workspace.folder or 'from the connection'}`) "
         f"read-only and records every message once in `{workspace.postgres_conn_id}`; imports orders "
-        f"and updates the asset `imap-intake://{workspace.slug}/purchase-orders`.\n\n"
-        "Backfill a window: `airflow backfill create` on this DAG, or Trigger with the *Backfill since* / "
-        '*Backfill until* dates (conf `{"since": "2026-01-01", "until": "2026-02-01"}`). '
-        "See `imap-intake status` for outcomes."
+        f"and updates the asset `imap-intake://{workspace.slug}/purchase-orders`. A run whose poll or imports "
+        "failed ends *failed* (the `run_verdict` task says why); the imports still take what is stored.\n\n"
+        "**Re-check a past window** - two ways, do not mix them:\n\n"
+        "* *Trigger* with **Backfill since** / **Backfill through** (inclusive days): one run reads the whole window.\n"
+        "* *Backfill* (or `airflow backfill create`): use the dialog's **From/To** and leave *Backfill since/through* "
+        "empty; set **Max Active Runs to 10** (the dialog's default 1 runs a month of 15-minute intervals one at a time; "
+        "the runs after the first find their window already scanned and finish in seconds).\n\n"
+        "Outcomes, polls and orders: *Browse > Mail intake*."
     )
+
+
+def _failure_notifiers(workspace: Workspace) -> list[Any] | None:
+    """The workspace's ``alerts.on_failure`` notifiers: Airflow calls them once per failed run."""
+    if not workspace.alerts.on_failure:
+        return None
+    from imap_intake.notifiers import build_notifiers
+
+    return build_notifiers(workspace.alerts.on_failure, where=f"workspace '{workspace.slug}': alerts.on_failure")
 
 
 def configured_dag_arguments() -> dict[str, Any]:
@@ -120,6 +135,7 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None, confi
         tags=["imap-intake", workspace.slug, *workspace.tags],
         doc_md=_doc(workspace),
         default_args=DEFAULT_ARGS,
+        on_failure_callback=_failure_notifiers(workspace),
         **(configured if configured is not None else configured_dag_arguments()),
     ) as dag:
         poll = PollMailboxOperator(
@@ -130,16 +146,16 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None, confi
         )
         # One mapped task, expanded to `import_tasks` parallel slots when the run is created (each claims
         # pending attachments with SKIP LOCKED): building it costs one operator whatever the number of slots.
+        # A slot that imported orders updates the orders asset; the import slots run whatever the poll did.
         imports = ImportOrdersOperator.partial(
             task_id=IMPORT_TASK_ID, workspace=workspace.slug, workspaces_file=workspaces_file, trigger_rule="all_done",
+            outlets=[orders_asset(workspace.slug)],
         ).expand(slot=list(range(1, workspace.import_tasks + 1)))
-        publish = PublishOrdersOperator(
-            task_id="publish_orders", import_task_ids=[IMPORT_TASK_ID],
-            # Retried like every task here: a worker lost mid-task (make scale kills one) must not fail the
-            # run. It only reads XComs and emits the event on success, so a retry cannot publish twice.
-            outlets=[orders_asset(workspace.slug)], trigger_rule="all_done", retry_delay=dt.timedelta(seconds=10),
-        )
-        poll >> imports >> publish  # type: ignore[operator]
+        # The run's last task: started only when a task failed, and then fails the run (a failed poll
+        # is a failed run, not a green one because the imports after it succeeded).
+        verdict = RunVerdictOperator(task_id=VERDICT_TASK_ID, workspace=workspace.slug, workspaces_file=workspaces_file)
+        poll >> imports >> verdict  # type: ignore[operator]
+        poll >> verdict  # type: ignore[operator]
     _attach_window_params(dag)
     return dag
 

@@ -34,8 +34,11 @@ def test_demo_mailbox_is_imported_once_and_flags_never_change(dovecot, mail_user
     assert outcomes(db, workspace.slug) == {"imported": 6, "no_supported_attachment": 2}
     assert len(attachment_rows(db, workspace.slug)) == 6
     assert flags(dovecot, mail_user) == before  # \Seen included: nothing changed
+    moved = db.execute("SELECT updated_at FROM imap_intake.cursor WHERE workspace=%s", (workspace.slug,)).fetchone()[0]
     second = run(workspace, settings, db)
     assert second.mode == "incremental" and second.candidates == 0 and second.fetched == 0
+    # The status page's "Moved" is when the last UID moved: a poll that found nothing leaves it.
+    assert db.execute("SELECT updated_at FROM imap_intake.cursor WHERE workspace=%s", (workspace.slug,)).fetchone()[0] == moved
     assert len(attachment_rows(db, workspace.slug)) == 6
     skipped = db.execute(
         "SELECT s.reason FROM imap_intake.skipped_part s JOIN imap_intake.message m ON m.id=s.message WHERE m.workspace=%s",

@@ -74,15 +74,14 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
         self.poll_id: int | None = None  # set by execute: the extra link opens this poll's page
 
     def execute(self, context: Any) -> dict[str, object]:
-        from imap_intake.service.run import parse_window, run_poll
+        from imap_intake.service.run import run_poll
 
         since, until = backfill_window(context, self.since, self.until)
-        now = dt.datetime.now(dt.UTC)
         sweep = not (self.since or self.until) and is_backfill(context.get("dag_run"))
         result = _no_retry_for_permanent(
             lambda: run_poll(
-                self.workspace, now=now, window=parse_window(since, until, now=now), sweep_until=now if sweep else None,
-                workspaces_file=self.workspaces_file,
+                self.workspace, now=dt.datetime.now(dt.UTC), since=since, until=until, sweep=sweep,
+                run_id=context.get("run_id"), workspaces_file=self.workspaces_file,
             ).as_dict()
         )
         self.poll_id = result.get("poll_id")  # type: ignore[assignment]
@@ -92,7 +91,7 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
         elif result.get("importable") == 0:
             # An idle run: each import task would start a process to find nothing (make scale measured
             # most of an idle run's cost there). Pending work left by a failed import is counted too.
-            self.log.info("nothing to import for workspace '%s': skipping the import and publish tasks", self.workspace)
+            self.log.info("nothing to import for workspace '%s': skipping the import tasks", self.workspace)
             self._skip_downstream(context)
         return result
 
@@ -123,7 +122,9 @@ class ImportOrdersOperator(BaseOperator):
     """Claim pending attachments (SKIP LOCKED) and import them as purchase orders.
 
     A workspace DAG maps it over ``slot=[1..import_tasks]``: the slots run in parallel and share the
-    pending work through the claims, so the slot number only names the instance in the logs.
+    pending work through the claims, so the slot number only names the instance in the logs. A slot
+    that imported orders updates the workspace's orders asset (its outlet) with its counts; a slot
+    that imported none is skipped, so no empty asset event is sent.
     """
 
     template_fields: Sequence[str] = ("workspace",)
@@ -140,28 +141,49 @@ class ImportOrdersOperator(BaseOperator):
         from imap_intake.service.run import run_import
 
         self.log.info("import slot %s of workspace '%s': claiming pending attachments", self.slot, self.workspace)
-        return _no_retry_for_permanent(
+        result = _no_retry_for_permanent(
             lambda: run_import(self.workspace, now=dt.datetime.now(dt.UTC), workspaces_file=self.workspaces_file).as_dict()
         )
-
-
-class PublishOrdersOperator(BaseOperator):
-    """Emit the workspace's Asset event with counts, or skip (no event) when no order arrived."""
-
-    ui_color = "#fdf5e6"
-
-    def __init__(self, *, import_task_ids: Sequence[str], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.import_task_ids = list(import_task_ids)
-
-    def execute(self, context: Any) -> dict[str, int]:
-        results = context["ti"].xcom_pull(task_ids=self.import_task_ids) or []
-        counts = {"imported": 0, "failed": 0, "quarantined": 0}
-        for result in results:
-            for key in counts:
-                counts[key] += int((result or {}).get(key, 0))
+        counts = {key: int(result.get(key, 0) or 0) for key in ("imported", "failed", "quarantined")}  # type: ignore[call-overload]
         if counts["imported"] == 0:
-            raise AirflowSkipException(f"no new purchase orders ({counts}); no asset event")
+            raise AirflowSkipException(f"slot {self.slot}: no new purchase orders ({counts}); no asset event")
         for asset in self.outlets:
-            context["outlet_events"][asset].extra = counts
-        return counts
+            context["outlet_events"][asset].extra = {**counts, "slot": self.slot}
+        return result
+
+
+class RunVerdictOperator(BaseOperator):
+    """The run's verdict. Airflow starts it only when a task of the run failed (``one_failed``; a
+    healthy run skips it without a task process), and it fails the run with what failed and why:
+    the downstream import tasks run whatever the poll did (``all_done``), so without a failing last
+    task a failed poll would end in a green run. It also tells the workspace's ``on_stale`` notifiers,
+    once per episode, when the last successful poll is older than ``alerts.stale_after``."""
+
+    template_fields: Sequence[str] = ("workspace",)
+    ui_color = "#fbe9e7"
+
+    def __init__(self, *, workspace: str, workspaces_file: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**{"trigger_rule": "one_failed", "retries": 0, **kwargs})
+        self.workspace = workspace
+        self.workspaces_file = workspaces_file
+
+    def execute(self, context: Any) -> None:
+        from imap_intake.service.verdict import run_verdict
+
+        ti = context["ti"]
+        states = ti.get_task_states(dag_id=ti.dag_id, run_ids=[ti.run_id]).get(ti.run_id, {})
+        failed = sorted(task for task, state in states.items() if state in {"failed", "upstream_failed"} and task != self.task_id)
+        verdict = run_verdict(self.workspace, run_id=ti.run_id, failed_tasks=failed, now=dt.datetime.now(dt.UTC),
+                              workspaces_file=self.workspaces_file)
+        if verdict.stale is not None:
+            self._tell_stale(context, verdict.stale.message)
+        raise AirflowFailException(verdict.message)
+
+    def _tell_stale(self, context: Any, message: str) -> None:
+        from imap_intake.notifiers import build_notifiers, notify_all
+        from imap_intake.workspaces import get_workspace
+
+        workspace = get_workspace(self.workspace, self.workspaces_file)
+        notifiers = build_notifiers(workspace.alerts.on_stale, where=f"workspace '{self.workspace}': alerts.on_stale")
+        self.log.warning("%s: telling %d notifier(s)", message, len(notifiers))
+        notify_all(notifiers, {**context, "imap_intake": {"event": "stale", "workspace": self.workspace, "message": message}})

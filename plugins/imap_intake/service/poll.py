@@ -120,6 +120,7 @@ def poll(
     sweep_until: dt.datetime | None = None,
     open_mailbox: MailboxOpener = Mailbox.open,
     probe_store: Callable[[], object] | None = None,
+    run_id: str | None = None,
 ) -> PollResult:
     """Poll the folder once. With ``window``: a backfill of [since, until) that never moves the cursor.
 
@@ -131,7 +132,7 @@ def poll(
     result = PollResult(workspace=workspace.slug, folder=folder, mode="backfill" if window else "poll")
     rules = rules_fingerprint(workspace, settings)
     with ledger.exclusive():
-        poll_id = result.poll_id = ledger.start_poll("backfill" if window else "poll")
+        poll_id = result.poll_id = ledger.start_poll("backfill" if window else "poll", run_id=run_id)
         scan = window
         if window:
             result.window = (window.since.isoformat(), window.until.isoformat())

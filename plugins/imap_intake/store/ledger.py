@@ -158,13 +158,26 @@ class Ledger:
         ).fetchall()
         return {int(r[0]) for r in rows}
 
-    def start_poll(self, mode: str) -> int:
+    def start_poll(self, mode: str, *, run_id: str | None = None) -> int:
         """A poll row; its start and finish are the database's wall clock (``clock_timestamp()``), so
-        they show how long the poll really held its session (the run's ``now`` is one instant)."""
+        they show how long the poll really held its session (the run's ``now`` is one instant).
+        ``run_id``: the Airflow run that polls (the status page links to it)."""
         row = self.connection.execute(
-            "INSERT INTO imap_intake.poll (workspace, account, folder, mode, started_at) "
-            "VALUES (%s, %s, %s, %s, clock_timestamp()) RETURNING id",
-            (self.workspace, self.account, self.folder, mode),
+            "INSERT INTO imap_intake.poll (workspace, account, folder, mode, started_at, run_id) "
+            "VALUES (%s, %s, %s, %s, clock_timestamp(), %s) RETURNING id",
+            (self.workspace, self.account, self.folder, mode, run_id),
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def refused_poll(self, mode: str, *, error: str, run_id: str | None = None,
+                     since: dt.datetime | None = None, until: dt.datetime | None = None) -> int:
+        """A poll that could not start (a refused window, a connection that cannot be read): recorded
+        as failed with the reason, so the status page shows it beside the polls that ran."""
+        row = self.connection.execute(
+            "INSERT INTO imap_intake.poll (workspace, account, folder, mode, started_at, finished_at, status, error, run_id, "
+            "since, until) VALUES (%s, %s, %s, %s, clock_timestamp(), clock_timestamp(), 'failed', %s, %s, %s, %s) RETURNING id",
+            (self.workspace, self.account, self.folder, mode, storable_or_none(error), run_id, since, until),
         ).fetchone()
         assert row is not None
         return int(row[0])
@@ -187,6 +200,8 @@ class Ledger:
                                 ELSE EXCLUDED.last_uid END,
                 uidvalidity = EXCLUDED.uidvalidity,
                 updated_at = now()
+            -- A poll that finds nothing new leaves the row (and its "moved" time) as it was.
+            WHERE imap_intake.cursor.uidvalidity <> EXCLUDED.uidvalidity OR imap_intake.cursor.last_uid < EXCLUDED.last_uid
             """,
             (self.workspace, self.account, self.folder, cursor.uidvalidity, cursor.last_uid),
         )
