@@ -37,7 +37,9 @@ def test_form_fields_are_declared(client) -> None:  # type: ignore[no-untyped-de
     assert legacy["extra_fields"].keys() == ours["extra_fields"].keys()
     assert {"provider", "encryption", "validate_certificate", "ca_cert", "cert_fingerprint", "folder", "address",
             "default_supplier", "timeout"} <= set(ours["extra_fields"])
-    assert ours["extra_fields"]["encryption"]["value"] == "tls"
+    # Blank means the preset's: no default that would be saved over it (Proton Bridge is STARTTLS, Microsoft 365 app sign-in).
+    assert ours["extra_fields"]["encryption"]["value"] is None and ours["extra_fields"]["auth"]["value"] is None
+    assert ours["extra_fields"]["provider"]["value"] == "generic"
     assert ours["standard_fields"]["password"]["title"].startswith("Password / app password / client secret")
     assert {"auth", "tenant_id", "client_id", "client_secret", "token_url", "scope"} <= set(ours["extra_fields"])
 
