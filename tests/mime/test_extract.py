@@ -186,3 +186,49 @@ def test_extraction_leaves_no_reference_cycles() -> None:
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+def test_a_to_header_of_5000_open_groups_still_stores_the_attachments() -> None:
+    """A real message's To of thousands of address groups made the standard library's parser raise
+    RecursionError, which lost the message's attachments."""
+    groups = ", ".join(f"list{i}: member{i}@corp.example" for i in range(5000))
+    msg = message(sender="Buyer <buyer@acme.example>", to="orders@x.example", subject="PO",
+                  attachments=[("po.csv", "text/csv", PO_CSV_EN)])
+    del msg["To"]
+    data = raw(msg).replace(b"Subject:", b"To: orders@x.example, " + groups.encode() + b"\r\nSubject:", 1)
+    result = extract(data)
+    assert [a.kind for a in result.attachments] == ["csv"]
+    assert result.sender == "buyer@acme.example"
+    assert result.recipients[0] == "orders@x.example" and len(result.recipients) == 5001
+
+
+@pytest.mark.parametrize(("item_class", "words"), [
+    ("IPM.DistList", "a distribution list"), ("IPM.Contact", "a contact"),
+    ("IPM.Appointment", "an appointment"), ("IPM.Note", "an e-mail"), ("", "an Outlook item"),
+])
+def test_an_outlook_item_in_a_winmail_dat_is_recorded_as_skipped(item_class: str, words: str) -> None:
+    """A distribution list (or contact, appointment) forwarded from Outlook is an embedded item with no
+    file of its own: it must be recorded, not vanish."""
+    item = pack([], message_class=item_class)
+    tnef = pack([TnefFile("po.csv", PO_CSV_EN)], message_class="IPM.Note", embedded=[("Buyers", item)])
+    msg = message(sender="a@b.example", to="o@x.example", subject="s", attachments=[("winmail.dat", "application/ms-tnef", tnef)])
+    result = extract(raw(msg))
+    assert [a.filename for a in result.attachments] == ["po.csv"]
+    assert [(s.original_filename, s.kind) for s in result.skipped] == [("Buyers", "tnef")]
+    assert result.skipped[0].reason.startswith(words) and "not an order" in result.skipped[0].reason
+
+
+def test_an_embedded_item_with_a_file_gives_the_file() -> None:
+    item = pack([TnefFile("inner.csv", PO_CSV_DE)], message_class="IPM.Note")
+    tnef = pack([], message_class="IPM.Note", embedded=[("Fwd: order", item)])
+    msg = message(sender="a@b.example", to="o@x.example", subject="s", attachments=[("winmail.dat", "application/ms-tnef", tnef)])
+    result = extract(raw(msg))
+    assert [a.filename for a in result.attachments] == ["inner.csv"] and result.skipped == ()
+
+
+def test_a_winmail_dat_without_attachments_is_recorded() -> None:
+    msg = message(sender="a@b.example", to="o@x.example", subject="s",
+                  attachments=[("winmail.dat", "application/ms-tnef", pack([], message_class="IPM.Note"))])
+    result = extract(raw(msg))
+    assert result.attachments == () and [s.reason for s in result.skipped] == [
+        "winmail.dat holds no attachment (only Outlook's copy of the message body)"]

@@ -17,9 +17,8 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
-from email.utils import getaddresses, parseaddr
 
-from imap_intake.mime import fast_tree, headers, tnef
+from imap_intake.mime import addresses, fast_tree, headers, tnef
 from imap_intake.mime.filenames import safe_filename
 from imap_intake.mime.sniff import sniff
 
@@ -83,20 +82,15 @@ def _addresses(msg: Message, *names: str) -> tuple[str, ...]:
             values += [headers.text_of(headers.raw_bytes(v)) for v in msg.get_all(name, [])]
         except Exception:  # noqa: BLE001
             continue
-    found: list[str] = []
-    for _display, address in getaddresses(values):
-        address = address.strip().lower()
-        if "@" in address and address not in found:
-            found.append(address)
-    return tuple(found)
+    return addresses.addresses(values)
 
 
 def _sender(msg: Message) -> str | None:
     try:
-        address = parseaddr(headers.text_of(headers.raw_bytes(msg.get("From"))))[1]
+        value = headers.text_of(headers.raw_bytes(msg.get("From")))
     except Exception:  # noqa: BLE001
         return None
-    return address.strip().lower()[:998] or None
+    return addresses.sender(value)
 
 
 def message_id_of(msg: Message) -> str | None:
@@ -222,6 +216,11 @@ class _Collector:
             self.tnef_depth -= 1
         for problem in contents.problems:
             self.skipped.append(SkippedPart(name, "tnef", len(data), problem))
+        if not contents.files and not contents.problems:
+            # Nothing inside to store: say so, or the part would vanish without a record.
+            what = ("winmail.dat holds no attachment (only Outlook's copy of the message body)" if self.tnef_depth == 0
+                    else f"{contents.describe()} attached in a winmail.dat holds no attachment: not an order")
+            self.skipped.append(SkippedPart(name, "tnef", len(data), what))
 
     def consider(self, name: str, declared: str, data: bytes) -> None:
         limits = self.limits

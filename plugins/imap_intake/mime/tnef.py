@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 MAGIC = 0x223E9F78
@@ -26,6 +27,7 @@ ATT_ATTACH_TITLE = 0x8010
 ATT_ATTACH_DATA = 0x800F
 ATT_ATTACHMENT = 0x9005  # the attachment's MAPI properties
 ATT_OEM_CODEPAGE = 0x9007
+ATT_MESSAGE_CLASS = 0x8008  # e.g. IPM.Note, IPM.DistList: what kind of Outlook item the stream is
 MAX_ATTACHMENTS = 100
 MAX_PROPERTIES = 10_000
 
@@ -58,6 +60,24 @@ class TnefFile:
 class TnefContents:
     files: tuple[TnefFile, ...]
     problems: tuple[str, ...]  # damage that cost no attachment of its own (e.g. garbage at the end)
+    message_class: str = ""  # attMessageClass: IPM.Note for mail, IPM.DistList, IPM.Contact, ...
+
+    def describe(self) -> str:
+        """What kind of Outlook item this is, in words (for a stream that holds no file)."""
+        item = self.message_class
+        for prefix, words in ITEM_KINDS:
+            if item.upper().startswith(prefix):
+                return f"{words} ({item})"
+        return f"an Outlook item ({item})" if item else "an Outlook item"
+
+
+#: Outlook item classes ([MS-OXCMSG] PidTagMessageClass), most specific first.
+ITEM_KINDS = (
+    ("IPM.DISTLIST", "a distribution list"), ("IPM.CONTACT", "a contact"), ("IPM.APPOINTMENT", "an appointment"),
+    ("IPM.SCHEDULE.MEETING", "a meeting request or response"), ("IPM.TASK", "a task"), ("IPM.STICKYNOTE", "a note"),
+    ("IPM.ACTIVITY", "a journal entry"), ("REPORT.", "a delivery report"), ("IPM.NOTE", "an e-mail"),
+    ("IPM", "an Outlook item"),
+)
 
 
 class TnefError(ValueError):
@@ -179,6 +199,7 @@ def unpack(data: bytes, *, max_total: int) -> TnefContents:
         raise TnefError("not a TNEF stream")
     pos = 6
     codepage = "cp1252"
+    message_class = ""
     pending: list[_Attachment] = []
     problems: list[str] = []
     current: _Attachment | None = None
@@ -206,6 +227,8 @@ def unpack(data: bytes, *, max_total: int) -> TnefContents:
         if level == LVL_MESSAGE:
             if attr_id == ATT_OEM_CODEPAGE and len(value) >= 4:
                 codepage = _codepage(struct.unpack_from("<I", value, 0)[0])
+            elif attr_id == ATT_MESSAGE_CLASS:
+                message_class = _text(value, "cp1252")[:200]
             continue
         if attr_id == ATT_ATTACH_REND_DATA or current is None:
             if len(pending) >= MAX_ATTACHMENTS:
@@ -219,7 +242,7 @@ def unpack(data: bytes, *, max_total: int) -> TnefContents:
             current.data = value
         elif attr_id == ATT_ATTACHMENT:
             current.properties.update(mapi_properties(value, codepage))
-    return TnefContents(tuple(_files(pending, max_total)), tuple(problems))
+    return TnefContents(tuple(_files(pending, max_total)), tuple(problems), message_class)
 
 
 def _files(pending: list[_Attachment], max_total: int) -> list[TnefFile]:
@@ -240,11 +263,13 @@ def _files(pending: list[_Attachment], max_total: int) -> list[TnefFile]:
     return files
 
 
-def pack(files: list[TnefFile], *, codepage: int = 1252, long_names: bool = False) -> bytes:
+def pack(files: list[TnefFile], *, codepage: int = 1252, long_names: bool = False, message_class: str = "",
+         embedded: Sequence[tuple[str, bytes]] = ()) -> bytes:
     """Build a TNEF stream (used by tests and the demo mailbox).
 
     ``long_names``: also write the MAPI properties an Outlook does, the long file name and
     the bytes in PR_ATTACH_DATA_BIN (no attAttachData), as real winmail.dat files often have.
+    ``embedded``: (display name, TNEF stream) of attached Outlook items, as PR_ATTACH_DATA_OBJ.
     """
 
     def attribute(level: int, attr: int, value: bytes) -> bytes:
@@ -256,6 +281,8 @@ def pack(files: list[TnefFile], *, codepage: int = 1252, long_names: bool = Fals
 
     out = struct.pack("<IH", MAGIC, 0x0001)
     out += attribute(LVL_MESSAGE, 0x00069007, struct.pack("<II", codepage, 0))
+    if message_class:
+        out += attribute(LVL_MESSAGE, 0x00070000 | ATT_MESSAGE_CLASS, message_class.encode() + b"\x00")
     for item in files:
         short = item.name.encode(f"cp{codepage}", "replace")
         out += attribute(LVL_ATTACHMENT, 0x00060000 | ATT_ATTACH_REND_DATA, b"\x01\x00\x00\x00" * 4)
@@ -268,4 +295,9 @@ def pack(files: list[TnefFile], *, codepage: int = 1252, long_names: bool = Fals
         else:
             out += attribute(LVL_ATTACHMENT, 0x00010000 | ATT_ATTACH_TITLE, short + b"\x00")
             out += attribute(LVL_ATTACHMENT, 0x00060000 | ATT_ATTACH_DATA, item.data)
+    for name, stream in embedded:
+        out += attribute(LVL_ATTACHMENT, 0x00060000 | ATT_ATTACH_REND_DATA, b"\x05\x00\x00\x00" * 4)
+        props = variable(PT_UNICODE, PR_DISPLAY_NAME, name.encode("utf-16-le") + b"\x00\x00")
+        props += variable(PT_OBJECT, PR_ATTACH_DATA, IMESSAGE_IID + stream)
+        out += attribute(LVL_ATTACHMENT, 0x00060000 | ATT_ATTACHMENT, struct.pack("<I", 2) + props)
     return out
