@@ -255,3 +255,20 @@ def test_an_unknown_outcome_filter_is_explained_not_ignored(ui: UiStack, page) -
     _login(page, ui, "/imap-intake/workspaces/demo?outcome=bogus")
     body = page.locator("body").inner_text()
     assert "There is no outcome 'bogus'" in body and "not_routed" in body
+
+
+def test_the_workspace_page_leads_to_a_diagnosis_of_the_mailbox(ui: UiStack, page) -> None:  # type: ignore[no-untyped-def]
+    """"It imports nothing" has an answer one click from the workspace: every folder, and why the rest is not imported."""
+    _login(page, ui, "/imap-intake/workspaces/demo")
+    page.get_by_role("link", name="Diagnose the mailbox").click()
+    page.wait_for_url("**/workspaces/demo/diagnose")
+    assert "received no mail in the last 30 days" in page.locator("body").inner_text()  # the demo mail is from 2026-11-02
+    page.get_by_role("link", name="90").click()
+    page.wait_for_url("**/diagnose?days=90")
+    row = page.locator("tr.configured")
+    cells = [c.strip() for c in row.locator("td").all_inner_texts()]
+    assert cells[0].startswith("INBOX") and cells[1:5] == ["8", "8", "8", "6"]  # 6 orders: as many as the poll imported
+    why = cells[5]
+    assert "1 have no attachment" in why and "1 have attachments of types the workspace does not accept (docx ×1)" in why
+    assert "1 carry an attachment whose type only its bytes tell" in why  # the winmail.dat
+    page.screenshot(path=str(ARTIFACTS / "09-diagnose.png"), full_page=True)

@@ -77,6 +77,33 @@ def cmd_poll(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_diagnose(args: argparse.Namespace) -> int:
+    from imap_intake.service.survey import survey_workspace
+    from imap_intake.survey import render
+
+    survey = survey_workspace(args.workspace, now=_now(), days=args.days, per_folder=args.per_folder,
+                              workspaces_file=args.workspaces_file)
+    if args.json:
+        _print_json(survey_dict(survey))
+    else:
+        for line in render(survey):
+            emit(line)
+    return 0
+
+
+def survey_dict(survey: Any) -> dict[str, Any]:
+    from imap_intake.survey import conclusions
+
+    return {
+        "workspace": survey.workspace, "account": survey.account, "folder": survey.folder, "days": survey.days,
+        "folders": [{"name": f.name, "special": f.special, "messages": f.total, "in_window": f.recent, "examined": f.examined,
+                     "orders": f.orders, "verdicts": dict(f.verdicts), "refused_types": dict(f.kinds_refused), "error": f.error}
+                    for f in survey.folders],
+        "suggested_folder": survey.suggestion.name if survey.suggestion else None,
+        "conclusions": conclusions(survey), "notes": list(survey.notes),
+    }
+
+
 def cmd_reread(args: argparse.Namespace) -> int:
     from imap_intake.service.reread import DEFAULT_OUTCOMES
     from imap_intake.service.run import run_reread
@@ -197,6 +224,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="backfill window end: a date is the last day re-checked (inclusive), a date-time is "
                    "exclusive (default: now)")
     p.set_defaults(func=cmd_poll)
+    p = sub.add_parser(
+        "diagnose", help="why a workspace imports nothing: its mailbox's folders surveyed read-only against its rules",
+        description="Lists every folder with its recent messages, how many carry an order the workspace would import, "
+        "and which rule (start_date, accepted_types, recipients, size limits, supplier rules) excludes the rest. "
+        "Reads message structure only (BODYSTRUCTURE): no body is downloaded, no flag changed, nothing recorded.",
+    )
+    workspace_args(p)
+    p.add_argument("--days", type=int, default=30, help="survey mail of the last N days (default 30)")
+    p.add_argument("--per-folder", type=int, default=500, help="examine at most the N most recent messages per folder (default 500)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diagnose)
     p = sub.add_parser(
         "reread", help="read messages again after a fix or a new supplier rule (default: failed and not_routed ones)",
         description="Re-evaluates messages of the folder's current UIDVALIDITY with today's code and rules. "

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 from imapclient.exceptions import CapabilityError, IMAPClientError, LoginError
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 TOKEN_RENEW_MARGIN = dt.timedelta(seconds=60)
 
 #: Commands this project may send. Anything else is a bug (see tests/imap/test_mailbox.py).
+OUTLINE_HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO CC DELIVERED-TO X-ORIGINAL-TO)]"
 READ_ONLY_COMMANDS = frozenset(
     {"CAPABILITY", "LOGIN", "AUTHENTICATE", "STARTTLS", "EXAMINE", "UID", "LIST", "LOGOUT", "NOOP", "ID", "IDLE"}
 )
@@ -309,8 +311,21 @@ class Mailbox:
             return tuple(c.decode() if isinstance(c, bytes) else str(c) for c in self._client.capabilities())
 
     def list_folders(self) -> tuple[str, ...]:
+        return tuple(name for name, _flags in self.folders_with_flags())
+
+    def folders_with_flags(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(name, flags) of every folder LIST shows: \\Noselect, and special-use flags such as \\All or \\Trash."""
         with self._errors("listing folders"):
-            return tuple(str(name) for _flags, _delim, name in self._client.list_folders())
+            return tuple((str(name), tuple(f.decode() if isinstance(f, bytes) else str(f) for f in flags))
+                         for flags, _delim, name in self._client.list_folders())
+
+    def outlines(self, uids: Sequence[int]) -> dict[int, dict[bytes, Any]]:
+        """Structure, size, date and address headers of messages: no body downloaded, no flag changed
+        (BODY.PEEK). For ``imap_intake.survey``."""
+        if not uids:
+            return {}
+        with self._errors(f"reading the structure of {len(uids)} messages"):
+            return dict(self._client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE", "BODYSTRUCTURE", OUTLINE_HEADERS]))
 
     def examine(self, folder: str | None = None) -> FolderState:
         """Open ``folder`` read-only (EXAMINE)."""

@@ -8,6 +8,7 @@ read the ledger through ``store.report`` and nothing else; nothing here writes.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -159,5 +160,21 @@ def create_app() -> FastAPI:
     def poll(request: Request, user: User, slug: str, poll_id: int) -> HTMLResponse:
         page = _one(user, slug, report.poll_page, poll_id, "poll")
         return _render("poll.html", request, slug=slug, dag_id=f"imap_intake__{slug}", r=page["poll"], messages=page["messages"])
+
+    @app.get("/workspaces/{slug}/diagnose", response_class=HTMLResponse)
+    def diagnose(request: Request, user: User, slug: str, days: int = 30) -> HTMLResponse:
+        """``imap-intake diagnose`` in the browser: the mailbox surveyed now, read-only (a few seconds)."""
+        from imap_intake.service.survey import survey_workspace
+        from imap_intake.survey import VERDICTS, conclusions
+
+        chosen = _workspace(user, slug)
+        if not 1 <= days <= 366:
+            raise HTTPException(400, f"days must be between 1 and 366, not {days}.")
+        try:
+            result = survey_workspace(slug, now=dt.datetime.now(dt.UTC), days=days)
+        except ImapIntakeError as exc:
+            return _render("diagnose.html", request, 503, w=chosen, s=None, error=str(exc), days=days)
+        return _render("diagnose.html", request, w=chosen, s=result, error=None, days=days, verdicts=VERDICTS,
+                       conclusions=conclusions(result))
 
     return app
