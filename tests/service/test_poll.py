@@ -60,6 +60,20 @@ def test_new_mail_after_a_poll_is_picked_up_incrementally(dovecot, mail_user, ap
     assert result.mode == "incremental" and result.fetched == 1 and result.attachments == 1
 
 
+def test_a_to_header_of_5000_address_groups_is_imported_through_a_real_poll(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A real message's To of thousands of unclosed address groups made the standard library recurse; the
+    message must still be imported with its attachment, its recipients read, and the sender recorded."""
+    workspace = make_workspace(unique("ws"), storage_base=f"file://{tmp_path}", recipients=(mail_user,))
+    settings = make_settings(dovecot, mail_user)
+    groups = ", ".join(f"list{i}: member{i}@corp.example" for i in range(5000))
+    msg = message(sender="Buyer <buyer@acme.example>", to=mail_user, subject="PO", attachments=[("a.csv", "text/csv", PO_CSV_EN)])
+    raw = msg.as_bytes().replace(b"Subject:", b"Cc: " + groups.encode() + b"\r\nSubject:", 1)
+    append(mail_user, [(raw, None)])
+    result = run(workspace, settings, db)
+    assert result.attachments == 1 and outcomes(db, workspace.slug) == {"imported": 1}
+    assert db.execute("SELECT sender FROM imap_intake.message WHERE workspace=%s", (workspace.slug,)).fetchone() == ("buyer@acme.example",)
+
+
 def test_uidvalidity_change_imports_nothing_new(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
     mail = demo_mailbox(mail_user)
     append(mail_user, mail, folder="Orders")
