@@ -94,14 +94,14 @@ def _deliver(found: Servers, boxes: list[str], owners: list[int], per_minute: fl
         time.sleep(max(0.0, 60.0 / per_minute - (time.monotonic() - started)))
 
 
-def workspaces_yaml(root: Path, owners: list[int], schedule: str, import_tasks: int) -> str:
+def workspaces_yaml(root: Path, owners: list[int], schedule: str, import_tasks: int, *, in_triggerer: bool = True) -> str:
     shared = {box for box in owners if owners.count(box) > 1}
     lines = ["workspaces:"]
     for n, box in enumerate(owners):
         recipients = f", recipients: [s{n:02d}@orders.example]" if box in shared else ""
         lines.append(f"  - {{slug: s{n:02d}, imap_conn_id: imap_mb{box}, schedule: '{schedule}', start_date: 2026-01-01, "
                      f"storage_base: 'file://{root}/store', default_supplier: Scale supplier, pool: imap_intake__imap_mb{box}, "
-                     f"import_tasks: {import_tasks}{recipients}}}")
+                     f"import_tasks: {import_tasks}, start_in_triggerer: {str(in_triggerer).lower()}{recipients}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +164,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--import-tasks", type=int, default=2)
     parser.add_argument("--lost-after", type=int, default=60,
                         help="seconds without heartbeat before the scheduler retries a task (Airflow's default: 300)")
+    parser.add_argument("--start-in-worker", action="store_true",
+                        help="workspaces with start_in_triggerer: false (every poll starts on a worker): the cost before the idle check")
     parser.add_argument("--write", action="store_true")
     return parser.parse_args(argv)
 
@@ -177,14 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Deliveries()
     report: dict[str, Any] = {"workspaces": args.workspaces, "mailboxes": args.mailboxes, "workers": args.workers,
                               "concurrency": args.concurrency, "schedule": args.schedule, "import_tasks": args.import_tasks,
-                              "command": "make scale", "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
+                              "command": "make scale" + (" (--start-in-worker)" if args.start_in_worker else ""),
+                              "start_in_triggerer": not args.start_in_worker, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
     verdict: Verdict | None = None
     with servers("imap-intake-scale-", redis=True) as found:
         assert found.redis is not None
         root = found.root
         tag = secrets.token_hex(2)
         boxes = [f"mb{box}-{tag}@scale.test" for box in range(args.mailboxes)]
-        (root / "workspaces.yaml").write_text(workspaces_yaml(root, owners, args.schedule, args.import_tasks))
+        (root / "workspaces.yaml").write_text(workspaces_yaml(root, owners, args.schedule, args.import_tasks,
+                                                                  in_triggerer=not args.start_in_worker))
         metadata = found.postgres.create_database("airflow_scale")
         env = {"IMAP_INTAKE_WORKSPACES_FILE": str(root / "workspaces.yaml"), "AIRFLOW_CONN_IMAP_INTAKE_DB": found.ledger_connection(),
                **{f"AIRFLOW_CONN_IMAP_MB{box}": found.imap_connection(user) for box, user in enumerate(boxes)},
@@ -228,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_retries(meta, kill, timeout=600)
         print(f"scale: everything imported {drained - load_ended:.0f} s after the last delivery; measuring the idle cluster "
               f"for {args.idle_minutes:g} min", flush=True)
-        measured = [c.name for c in cluster.components if not isinstance(c, str)] + ["scheduler", "api-server"]
+        measured = [c if isinstance(c, str) else c.name for c in cluster.components]
         idle_from, cpu_before = time.time(), cpu_seconds(cluster, measured)
         time.sleep(args.idle_minutes * 60)
         idle_to, cpu_after = time.time(), cpu_seconds(cluster, measured)

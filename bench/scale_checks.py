@@ -1,6 +1,6 @@
 """The verdict of ``make scale``, read from the ledger, Airflow's metadata, the mailboxes and the
 process table: what was delivered was stored and imported once, the killed worker's tasks were
-retried to success, nothing is stuck, no flag changed, nothing is left running."""
+retried to completion, nothing is stuck, no flag changed, nothing is left running."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ class Verdict:
     def line(self) -> str:
         worker = ("worker killed and recovered" if self.recovered else
                   f"worker killed, NOT recovered ({self.interrupted_retried} of {self.interrupted} interrupted tasks retried to "
-                  f"success, {self.worker_ran_after_restart} tasks on it after its restart)")
+                  f"completion, {self.worker_ran_after_restart} tasks on it after its restart)")
         parts = [f"attachments stored once {self.attachments_once} of {self.attachments}",
                  f"orders once {self.orders_once} of {self.orders}", worker,
                  "no run or task stuck" if not self.stuck else f"STUCK: {', '.join(self.stuck)}",
@@ -119,7 +119,8 @@ def _check_worker_loss(v: Verdict, meta: psycopg.Connection[Any], kill: dict[str
     for dag_id, run_id, task_id, try_number in kill["interrupted"]:
         row = meta.execute("SELECT state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s",
                            (dag_id, run_id, task_id)).fetchone()
-        if row and row[0] == "success" and row[1] > try_number:
+        # The retry ran to its end: success, or skipped (an import slot whose orders another slot took first).
+        if row and row[0] in {"success", "skipped"} and row[1] > try_number:
             v.interrupted_retried += 1
         else:
             v.problems.append(f"interrupted {dag_id}.{task_id} ({run_id}) is now {row}")

@@ -101,6 +101,11 @@ def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], samp
         f"WHERE started_at {between} AND finished_at IS NOT NULL) e) s GROUP BY account", (start, end, start, end)).fetchall())
     used = {name: round(cpu[1].get(name, 0) - cpu[0].get(name, 0), 1) for name in cpu[1]}
     scheduler_and_workers = used.get("scheduler", 0) + sum(used.get(w, 0) for w in workers)
+    split = {"scheduler": used.get("scheduler", 0), "triggerer": used.get("triggerer", 0),
+             "workers": round(sum(used.get(w, 0) for w in workers), 1), "dag-processor": used.get("dag-processor", 0),
+             "api-server": used.get("api-server", 0)}
+    per_run = {name: round(value / idle_runs, 3) for name, value in split.items()} if idle_runs else {}
+    running = split["scheduler"] + split["triggerer"] + split["workers"]
     return {
         "load_minutes": round(minutes, 1),
         "polls_per_minute": round(polls / minutes, 1),
@@ -115,7 +120,9 @@ def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], samp
                  "cpu_seconds": used,
                  "cpu_s_per_run_scheduler_and_workers": round(scheduler_and_workers / idle_runs, 2) if idle_runs else None,
                  "cpu_s_per_run_with_api_server": round((scheduler_and_workers + used.get("api-server", 0)) / idle_runs, 2)
-                 if idle_runs else None},
+                 if idle_runs else None,
+                 "cpu_s_per_run_scheduler_triggerer_workers": round(running / idle_runs, 3) if idle_runs else None,
+                 "cpu_s_per_run_by_component": per_run},
         "postgres_connections_peak": dict(sampler.pg_peak),
         "polls_at_once_per_mailbox": {"max": max(at_once.values(), default=0), "by_mailbox": sorted(at_once.values(), reverse=True)},
         "imap_sessions_peak": {"per_mailbox_max": max(sampler.imap_peak.values(), default=0),
@@ -138,9 +145,11 @@ def render(report: dict[str, Any], path: Path) -> None:
         ("task queue latency (queued → started), p50 / p95 / max", f"{lat['p50']} / {lat['p95']} / {lat['max']} s"),
         ("task instances per worker", ", ".join(f"{h}: {n}" for h, n in f["tasks_per_worker"].items())),
         ("runs whose two import tasks ran on two workers", f["runs_with_imports_on_two_workers"]),
-        ("CPU per idle run, scheduler + workers (with api-server)",
-         f"{idle['cpu_s_per_run_scheduler_and_workers']} core-s ({idle['cpu_s_per_run_with_api_server']} core-s); "
-         f"{idle['runs']} idle runs in {idle['minutes']} min"),
+        ("CPU per idle run, scheduler + triggerer + workers",
+         f"{idle.get('cpu_s_per_run_scheduler_triggerer_workers')} core-s ("
+         + ", ".join(f"{k} {v}" for k, v in idle.get("cpu_s_per_run_by_component", {}).items())
+         + f"); {idle['runs']} idle runs in {idle['minutes']} min; polls start "
+         + ("in the triggerer (idle check)" if report.get("start_in_triggerer", True) else "on a worker")),
         ("Postgres connections at peak", ", ".join(f"{db}: {n}" for db, n in f["postgres_connections_peak"].items())),
         ("IMAP sessions at peak per mailbox: polls at the same moment (ledger), max and by mailbox",
          f"{f['polls_at_once_per_mailbox']['max']} ({', '.join(map(str, f['polls_at_once_per_mailbox']['by_mailbox']))}); "

@@ -144,13 +144,13 @@ def stop_process_groups(pgids: list[int], *, grace: float = 20) -> None:
 class AirflowCluster:
     home: Path
     env: dict[str, str]
-    components: tuple[str | Component, ...] = ("api-server", "scheduler", "dag-processor")
+    components: tuple[str | Component, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
     pgids: dict[str, int] = field(default_factory=dict)
     logs: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def create(cls, home: Path, metadata_url: str, *, extra_env: Mapping[str, str] = (), api_port: int | None = None,  # type: ignore[assignment]
-               components: tuple[str | Component, ...] = ("api-server", "scheduler", "dag-processor")) -> AirflowCluster:
+               components: tuple[str | Component, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")) -> AirflowCluster:
         home.mkdir(parents=True, exist_ok=True)
         env = airflow_base_env(home, metadata_url, api_port=api_port or free_port(), extra=extra_env)
         return cls(home=home, env=env, components=components)

@@ -147,6 +147,18 @@ def test_a_failed_poll_fails_the_run_alerts_once_per_run_and_once_when_stale_and
     assert len(_wait_for_calls(stack.notified, "failed", 4)) == 4
     assert len([c for c in calls(stack.notified) if c["event"] == "stale"]) == 1  # a successful poll since: not stale
 
+    # Nothing new since: the triggerer's idle check ends the run, no worker starts a task process.
+    idle = _trigger(stack)
+    assert idle["state"] == "success", idle
+    states = {t["task_id"]: t["state"] for t in json.loads(stack.airflow.airflow(
+        "tasks", "states-for-dag-run", stack.dag_id, str(idle["run_id"]), "-o", "json").stdout)}
+    assert set(states.values()) == {"skipped"} and "poll_mailbox" in states, states
+    folder = Path(stack.airflow.home) / "logs" / f"dag_id={stack.dag_id}" / f"run_id={idle['run_id']}"
+    logs = {p.name: p.read_text(errors="replace") for p in folder.rglob("*.log")}
+    assert logs and all(".trigger." in name for name in logs), list(logs)  # the triggerer's log only: no worker ran a task
+    assert any("the run ends here, without a worker" in text for text in logs.values())
+    assert db.execute("SELECT run_id FROM imap_intake.idle_check WHERE workspace=%s", (stack.slug,)).fetchone() == (idle["run_id"],)
+
 
 def first_poll_time(db, slug: str) -> float:  # type: ignore[no-untyped-def]
     return float(db.execute("SELECT extract(epoch FROM min(started_at)) FROM imap_intake.poll WHERE workspace=%s", (slug,)).fetchone()[0])

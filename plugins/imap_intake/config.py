@@ -22,7 +22,7 @@ KNOWN_FIELDS = {
     "slug", "imap_conn_id", "folder", "schedule", "start_date", "default_supplier", "supplier_rules",
     "recipients", "accepted_types", "max_attachment_mb", "max_message_mb", "postgres_conn_id",
     "storage_base", "pool", "batch_size", "import_tasks", "max_import_attempts", "importer", "tags",
-    "description", "push", "alerts",
+    "description", "push", "alerts", "start_in_triggerer",
 }
 WORKSPACES_FILE_VARIABLE = "IMAP_INTAKE_WORKSPACES_FILE"
 STORAGE_VARIABLE = "IMAP_INTAKE_STORAGE_BASE"
@@ -86,6 +86,7 @@ class Workspace:
     description: str = ""
     push: bool = False
     alerts: Alerts = Alerts()
+    start_in_triggerer: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -223,6 +224,10 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     push = item.get("push", False)
     if not isinstance(push, bool):
         raise _fail(where, "push must be true or false: true runs the DAG when new mail arrives (IMAP IDLE), besides its schedule")
+    in_triggerer = item.get("start_in_triggerer", True)
+    if not isinstance(in_triggerer, bool):
+        raise _fail(where, "start_in_triggerer must be true or false: true checks for new mail in the triggerer first, so a "
+                    "run with nothing to do never starts a worker (needs a running triggerer)")
     return Workspace(
         slug=slug,
         imap_conn_id=conn_id,
@@ -246,6 +251,7 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
         description=str(item.get("description") or ""),
         push=push,
         alerts=_alerts(item.get("alerts"), where),
+        start_in_triggerer=in_triggerer,
     )
 
 

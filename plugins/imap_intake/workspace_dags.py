@@ -142,13 +142,15 @@ def build_dag(workspace: Workspace, *, workspaces_file: str | None = None, confi
             task_id="poll_mailbox", workspace=workspace.slug, workspaces_file=workspaces_file,
             # A manual run with conf {"since": ..., "until": ...} (the trigger form's dates) backfills that window.
             since="{{ dag_run.conf.get('since') or '' }}", until="{{ dag_run.conf.get('until') or '' }}",
-            pool=workspace.pool,
+            pool=workspace.pool, start_in_triggerer=workspace.start_in_triggerer,
         )
         # One mapped task, expanded to `import_tasks` parallel slots when the run is created (each claims
         # pending attachments with SKIP LOCKED): building it costs one operator whatever the number of slots.
         # A slot that imported orders updates the orders asset; the import slots run whatever the poll did.
         imports = ImportOrdersOperator.partial(
-            task_id=IMPORT_TASK_ID, workspace=workspace.slug, workspaces_file=workspaces_file, trigger_rule="all_done",
+            # one_done: after a poll that succeeded or failed (what is stored is imported either way); skipped
+            # by the scheduler, without a task process, when the poll was skipped (an idle run).
+            task_id=IMPORT_TASK_ID, workspace=workspace.slug, workspaces_file=workspaces_file, trigger_rule="one_done",
             outlets=[orders_asset(workspace.slug)],
         ).expand(slot=list(range(1, workspace.import_tasks + 1)))
         # The run's last task: started only when a task failed, and then fails the run (a failed poll

@@ -29,5 +29,12 @@ def test_a_stale_workspace_is_alerted_once_per_episode(db, unique) -> None:  # t
     finished = db.execute("SELECT finished_at FROM imap_intake.poll WHERE id=%s", (ok,)).fetchone()[0]
     assert claim_stale_alert(db, slug, stale_after=HOUR, now=finished + HOUR / 2) is None
     again = claim_stale_alert(db, slug, stale_after=HOUR, now=finished + 2 * HOUR)
-    assert again is not None and again.episode == ok and f"last successful poll {finished:%Y-%m-%d %H:%M} UTC" in again.message
+    assert again is not None and again.episode == int(finished.timestamp()) and f"last successful poll {finished:%Y-%m-%d %H:%M} UTC" in again.message
     assert [p["id"] for p in run_polls(db, slug, "r1")] == [first]
+    # A run the triggerer found quiet counts as a success: a new episode starts from it.
+    checked = finished + 3 * HOUR
+    db.execute("INSERT INTO imap_intake.idle_check (workspace, account, folder, checked_at, reason) VALUES (%s, 'u@h', 'INBOX', %s, 'quiet')",
+               (slug, checked))
+    assert claim_stale_alert(db, slug, stale_after=HOUR, now=checked + HOUR / 2) is None
+    third = claim_stale_alert(db, slug, stale_after=HOUR, now=checked + 2 * HOUR)
+    assert third is not None and third.episode == int(checked.timestamp())

@@ -349,6 +349,18 @@ class Mailbox:
         self.folder = FolderState(name=name, uidvalidity=uidvalidity, uidnext=uidnext, exists=exists)
         return self.folder
 
+    def status(self, folder: str | None = None) -> tuple[int, int]:
+        """(UIDVALIDITY, UIDNEXT) of a folder by STATUS, without opening it: the idle check's one question."""
+        name = folder or self.settings.folder
+        try:
+            with self._errors(f"reading the status of '{name}'"):
+                found = self._client.folder_status(name, [b"UIDVALIDITY", b"UIDNEXT"])
+        except MailboxError as exc:
+            if isinstance(exc, MailboxUnreachable):
+                raise
+            raise self._missing_folder(name) from exc
+        return int(found.get(b"UIDVALIDITY", 0)), int(found.get(b"UIDNEXT", 0))
+
     def _missing_folder(self, name: str) -> FolderNotFound:
         import difflib
 

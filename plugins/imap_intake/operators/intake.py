@@ -65,13 +65,29 @@ class PollMailboxOperator(BaseOperator, SkipMixin):
     operator_extra_links = (IntakeStatusLink(),)
 
     def __init__(self, *, workspace: str, workspaces_file: str | None = None, since: str | None = None,
-                 until: str | None = None, **kwargs: Any) -> None:
+                 until: str | None = None, start_in_triggerer: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.workspace = workspace
         self.workspaces_file = workspaces_file
         self.since = since
         self.until = until
         self.poll_id: int | None = None  # set by execute: the extra link opens this poll's page
+        if start_in_triggerer:
+            # The idle check first, in the triggerer: a run with nothing to do never reaches a worker
+            # (imap_intake.triggers.idle_check). Under dag.test() or a worker started directly, execute() runs.
+            from airflow.triggers.base import StartTriggerArgs
+
+            self.start_from_trigger = True
+            self.start_trigger_args = StartTriggerArgs(
+                trigger_cls="imap_intake.triggers.idle_check.IdleCheckTrigger", next_method="execute_after_check",
+                trigger_kwargs={"workspace": workspace, "workspaces_file": workspaces_file},
+                next_kwargs=None, timeout=None,
+            )
+
+    def execute_after_check(self, context: Any, event: Any = None) -> dict[str, object]:
+        """The idle check found something to do (or could not tell): poll as ever."""
+        self.log.info("idle check: %s", (event or {}).get("reason", "work to do") if isinstance(event, dict) else event)
+        return self.execute(context)
 
     def execute(self, context: Any) -> dict[str, object]:
         from imap_intake.service.run import run_poll

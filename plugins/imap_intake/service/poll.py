@@ -138,7 +138,7 @@ def poll(
             result.window = (window.since.isoformat(), window.until.isoformat())
             ledger.window_of_poll(poll_id, window.since, window.until)
             if sweep_until is not None:
-                scan, result.covered_by_scan = _sweep(ledger, window, sweep_until, rules=rules, now=now)
+                scan, result.covered_by_scan = plan_sweep(ledger, window, sweep_until, rules=rules, now=now)
                 if scan is None:
                     log.info("backfill window %s - %s lies inside backfill scan %s made under the same rules: nothing to read",
                              window.since, window.until, result.covered_by_scan)
@@ -170,7 +170,7 @@ def poll(
     return result
 
 
-def _sweep(ledger: Ledger, window: Window, sweep_until: dt.datetime, *, rules: str, now: dt.datetime) -> tuple[Window | None, int | None]:
+def plan_sweep(ledger: Ledger, window: Window, sweep_until: dt.datetime, *, rules: str, now: dt.datetime) -> tuple[Window | None, int | None]:
     """What an Airflow backfill run must read: nothing when a fresh scan of the same rules holds its
     window, the gap before such a scan when it holds only the window's end, else its window up to
     now. The backfill's runs start several at a time, in any order: each reads at most what no

@@ -1,9 +1,11 @@
 """What a failed run's verdict reads from the ledger, and the one write it makes: an alert row.
 
-A workspace is *stale* when its last successful poll (a regular poll, not a backfill) is older than
-``stale_after`` - or, when it never had one, its first poll attempt is. Each stale episode is alerted
-once: the row's unique key (workspace, kind, episode), with the episode named by the last successful
-poll before it, decides that in Postgres, whichever run's verdict gets there first.
+A workspace is *stale* when its last successful poll (a regular poll, not a backfill) or idle check
+(a run the triggerer found quiet, ``imap_intake.idle_check``) is older than ``stale_after`` - or,
+when it never had one, its first poll attempt is. Each stale episode is alerted once: the row's
+unique key (workspace, kind, episode), with the episode named by the moment of that last success
+(epoch seconds; 0 when there was none), decides that in Postgres, whichever run's verdict gets
+there first.
 """
 
 from __future__ import annotations
@@ -40,13 +42,14 @@ def claim_stale_alert(connection: psycopg.Connection, workspace: str, *, stale_a
     """The workspace's stale episode, if it is stale and nobody has alerted about this episode yet."""
     row = connection.execute(
         """
-        WITH ok AS (SELECT max(id) AS id, max(finished_at) AS at FROM imap_intake.poll
-                    WHERE workspace = %(w)s AND mode = 'poll' AND status = 'ok'),
+        WITH ok AS (SELECT greatest((SELECT max(finished_at) FROM imap_intake.poll
+                                     WHERE workspace = %(w)s AND mode = 'poll' AND status = 'ok'),
+                                    (SELECT checked_at FROM imap_intake.idle_check WHERE workspace = %(w)s)) AS at),
              tried AS (SELECT min(started_at) AS at FROM imap_intake.poll WHERE workspace = %(w)s)
         INSERT INTO imap_intake.alert (workspace, kind, episode, detail)
-        SELECT %(w)s, 'stale', coalesce(ok.id, 0),
+        SELECT %(w)s, 'stale', coalesce(floor(extract(epoch FROM ok.at))::bigint, 0),
                CASE WHEN ok.at IS NULL THEN 'no successful poll since the first attempt'
-                    ELSE 'no successful poll since poll ' || ok.id END
+                    ELSE 'no successful poll or idle check since ' || to_char(ok.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC' END
         FROM ok, tried
         WHERE coalesce(ok.at, tried.at) < %(limit)s
         ON CONFLICT (workspace, kind, episode) DO NOTHING

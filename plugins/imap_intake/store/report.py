@@ -107,8 +107,12 @@ def workspace_summaries(connection: psycopg.Connection, workspaces: list[str]) -
             sql.SQL("SELECT DISTINCT ON (workspace, mode = 'backfill') workspace, mode = 'backfill' AS backfill, {} "
                     "FROM imap_intake.poll WHERE workspace = ANY(%s) ORDER BY workspace, mode = 'backfill', id DESC")
             .format(_POLL_COLUMNS), (workspaces,)).fetchall()
-    summary: dict[str, dict[str, Any]] = {w: {"outcomes": {}, "imports": {}, "last_poll": None, "last_backfill": None}
-                                          for w in workspaces}
+        checks = cur.execute("SELECT workspace, checked_at, reason, run_id FROM imap_intake.idle_check WHERE workspace = ANY(%s)",
+                             (workspaces,)).fetchall()
+    summary: dict[str, dict[str, Any]] = {w: {"outcomes": {}, "imports": {}, "last_poll": None, "last_backfill": None,
+                                              "last_check": None} for w in workspaces}
+    for row in checks:
+        summary[row["workspace"]]["last_check"] = row
     for row in outcomes:
         summary[row["workspace"]]["outcomes"][row["outcome"]] = row["n"]
     for row in imports:
@@ -125,6 +129,8 @@ def workspace_page(connection: psycopg.Connection, workspace: str, *, outcome: s
     with connection.cursor(row_factory=dict_row) as cur:
         page: dict[str, Any] = {"workspace": workspace}
         page["cursors"] = _cursors(cur, workspace)
+        page["last_check"] = cur.execute("SELECT checked_at, reason, run_id FROM imap_intake.idle_check WHERE workspace=%s",
+                                         (workspace,)).fetchone()
         page["polls"] = cur.execute(
             sql.SQL("SELECT {} FROM imap_intake.poll WHERE workspace=%s ORDER BY id DESC LIMIT 20").format(_POLL_COLUMNS),
             (workspace,)).fetchall()
