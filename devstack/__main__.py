@@ -88,7 +88,7 @@ def summary(stack: Stack, env: dict[str, str]) -> None:
         stored = report.attachments(connection, "demo")
         others = report.skipped(connection, "demo")
         orders = connection.execute(
-            "SELECT o.format, o.order_number, o.supplier, count(l.line_no), o.needs_review FROM imap_intake.purchase_order o "
+            "SELECT o.format, o.order_number, o.supplier, count(l.line_no), o.needs_review, o.relation FROM imap_intake.purchase_order o "
             "LEFT JOIN imap_intake.purchase_order_line l ON l.purchase_order = o.id WHERE o.workspace='demo' "
             "GROUP BY o.id ORDER BY o.id"
         ).fetchall()
@@ -103,8 +103,9 @@ def summary(stack: Stack, env: dict[str, str]) -> None:
     for item in others:
         print(f"  UID {item['uid']:>2}  {item['outcome']:<24} {item['subject'][:40]!r}: {item['reason']}")
     print(f"purchase orders: {len(orders)}")
-    for fmt, number, supplier, lines, review in orders:
-        print(f"  {fmt:<4} {number or '(no number)':<12} {supplier:<24} {lines} line(s){'  needs review' if review else ''}")
+    for fmt, number, supplier, lines, review, relation in orders:
+        linked = f"  {relation.replace('_', ' ')} of the first {number}" if relation else ""
+        print(f"  {fmt:<4} {number or '(no number)':<12} {supplier:<24} {lines} line(s){'  needs review' if review else ''}{linked}")
     print("\nNext:")
     print("  make airflow   # the Airflow UI on this stack: http://127.0.0.1:8080, Browse > Mail intake (password in .local/airflow/simple_auth_manager_passwords.json.generated)")
     print("  make demo      # run again: nothing is imported twice")

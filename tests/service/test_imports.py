@@ -84,3 +84,42 @@ def test_workspace_importer_replaces_the_built_in_one(dovecot, mail_user, append
     result = import_pending(workspace, connection=db, read=AttachmentStore(workspace.storage_base).get, now=NOW)
     assert result.imported == 1
     assert db.execute("SELECT format, order_number FROM imap_intake.purchase_order WHERE id=%s", (result.orders[0],)).fetchone() == ("custom", "mine.csv")
+
+
+def _orders(db, slug: str) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+    return db.execute("SELECT id, format, order_number, supplier, relation, related_to FROM imap_intake.purchase_order "
+                      "WHERE workspace=%s ORDER BY id", (slug,)).fetchall()
+
+
+def test_the_same_order_as_pdf_and_csv_is_one_order_and_a_linked_possible_duplicate(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from devstack.samples import po_pdf
+
+    workspace = make_workspace(unique("ws"), storage_base=f"file://{tmp_path}")
+    append(mail_user, [(message(sender="einkauf@nordwind.example", to=mail_user, subject=s, attachments=[a]).as_bytes(), None) for s, a in [
+        ("Bestellung 4500012345 (CSV)", ("b.csv", "text/csv", PO_CSV_DE)),
+        ("Bestellung 4500012345", ("b.pdf", "application/pdf", po_pdf("4500012345"))),
+        ("Bestellung 4500012345 again", ("b2.csv", "text/csv", PO_CSV_DE.replace(b"\n", b"\r\n"))),  # a resend, same lines
+    ]])
+    run(workspace, make_settings(dovecot, mail_user), db)
+    result = import_pending(workspace, connection=db, read=AttachmentStore(workspace.storage_base).get, now=NOW)
+    assert result.imported == 3 and result.possible_duplicates == 2 and result.revisions == 0
+    (first, pdf, resend) = _orders(db, workspace.slug)
+    assert first[4] is None and first[2] == "4500012345"
+    assert (pdf[1], pdf[4], pdf[5]) == ("pdf", "possible_duplicate", first[0])  # the PDF's lines cannot be compared: possible
+    assert (resend[4], resend[5]) == ("possible_duplicate", first[0])
+
+
+def test_a_corrected_order_is_a_revision_and_another_suppliers_number_is_not_related(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from imap_intake.config import SupplierRule
+
+    workspace = make_workspace(unique("ws"), storage_base=f"file://{tmp_path}", default_supplier=None,
+                               supplier_rules=(SupplierRule("a.example", "A"), SupplierRule("b.example", "B")))
+    corrected = PO_CSV_EN.replace(b",12,8.50,102.00,", b",24,8.50,204.00,", 1)
+    assert corrected != PO_CSV_EN
+    append(mail_user, [(message(sender=sender, to=mail_user, subject="PO-7731", attachments=[("po.csv", "text/csv", body)]).as_bytes(), None)
+                       for sender, body in [("x@a.example", PO_CSV_EN), ("x@a.example", corrected), ("y@b.example", PO_CSV_EN)]])
+    run(workspace, make_settings(dovecot, mail_user), db)
+    result = import_pending(workspace, connection=db, read=AttachmentStore(workspace.storage_base).get, now=NOW)
+    assert result.imported == 3 and result.revisions == 1 and result.possible_duplicates == 0
+    a1, a2, b1 = _orders(db, workspace.slug)
+    assert (a2[3], a2[4], a2[5]) == ("A", "revision", a1[0]) and (b1[3], b1[4]) == ("B", None)

@@ -160,7 +160,8 @@ class ImportOrdersOperator(BaseOperator):
         result = _no_retry_for_permanent(
             lambda: run_import(self.workspace, now=dt.datetime.now(dt.UTC), workspaces_file=self.workspaces_file).as_dict()
         )
-        counts = {key: int(result.get(key, 0) or 0) for key in ("imported", "failed", "quarantined")}  # type: ignore[call-overload]
+        counts = {key: int(result.get(key, 0) or 0)  # type: ignore[call-overload]
+                  for key in ("imported", "failed", "quarantined", "possible_duplicates", "revisions")}
         if counts["imported"] == 0:
             raise AirflowSkipException(f"slot {self.slot}: no new purchase orders ({counts}); no asset event")
         for asset in self.outlets:

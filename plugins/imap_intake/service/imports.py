@@ -19,6 +19,7 @@ import psycopg
 from imap_intake.config import Workspace
 from imap_intake.exceptions import ConfigError, OrderParseError
 from imap_intake.orders import Order, parse
+from imap_intake.orders.relation import POSSIBLE_DUPLICATE, REVISION, line_key, relation
 
 log = logging.getLogger(__name__)
 Importer = Callable[..., Order]
@@ -46,6 +47,8 @@ class ImportResult:
     imported: int = 0
     failed: int = 0
     quarantined: int = 0
+    possible_duplicates: int = 0  # of the imported: linked to an earlier order with the same supplier and number
+    revisions: int = 0
     orders: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -74,20 +77,44 @@ def load_importer(dotted: str | None, *, workspace: str) -> Importer:
     return target  # type: ignore[no-any-return]
 
 
-def _write_order(connection: psycopg.Connection, workspace: str, row: tuple, order: Order) -> int | None:  # type: ignore[type-arg]
+def _earlier_order(connection: psycopg.Connection, workspace: str, supplier: str | None, order: Order) -> tuple[int, str] | None:
+    """The first order with this supplier and number, and how ``order`` relates to it; the lock makes
+    two import slots importing the PDF and the CSV of one order at once see each other."""
+    if not order.order_number:
+        return None
+    connection.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                       ("imap-intake order|" + "|".join((workspace, supplier or "", order.order_number)),))
+    first = connection.execute(
+        "SELECT id, total FROM imap_intake.purchase_order WHERE workspace=%s AND order_number=%s "
+        "AND supplier IS NOT DISTINCT FROM %s AND related_to IS NULL ORDER BY id LIMIT 1",
+        (workspace, order.order_number, supplier),
+    ).fetchone()
+    if first is None:
+        return None
+    lines = connection.execute(
+        "SELECT sku, description, quantity, unit_price FROM imap_intake.purchase_order_line WHERE purchase_order=%s", (first[0],),
+    ).fetchall()
+    earlier = [line_key(*line) for line in lines]
+    new = [line_key(line.sku, line.description, line.quantity, line.unit_price) for line in order.lines]
+    return int(first[0]), relation(earlier, new, earlier_total=first[1], new_total=order.total)
+
+
+def _write_order(connection: psycopg.Connection, workspace: str, row: tuple, order: Order) -> tuple[int | None, str | None]:  # type: ignore[type-arg]
     attachment, message, _kind, _sha, supplier = row[:5]
+    earlier = _earlier_order(connection, workspace, supplier, order)
+    related_to, kind = earlier if earlier else (None, None)
     inserted = connection.execute(
         """
         INSERT INTO imap_intake.purchase_order (workspace, attachment, message, supplier, format, order_number,
-            order_date, currency, buyer, total, needs_review, review_reason)
-        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+            order_date, currency, buyer, total, needs_review, review_reason, related_to, relation)
+        VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
         ON CONFLICT (attachment) DO NOTHING RETURNING id
         """,
         (workspace, attachment, message, supplier, order.format, order.order_number, order.order_date,
-         order.currency, order.buyer, order.total, order.needs_review, order.review_reason),
+         order.currency, order.buyer, order.total, order.needs_review, order.review_reason, related_to, kind),
     ).fetchone()
     if inserted is None:
-        return None
+        return None, None
     order_id = int(inserted[0])
     with connection.cursor() as cursor:
         cursor.executemany(
@@ -96,7 +123,10 @@ def _write_order(connection: psycopg.Connection, workspace: str, row: tuple, ord
             [(order_id, line.line_no, line.sku, line.description, line.quantity, line.unit, line.unit_price, line.amount)
              for line in order.lines],
         )
-    return order_id
+    if kind:
+        log.warning("order %s (%s %s from %s) is a %s of order %s: linked, not a new order", order_id, order.format,
+                    order.order_number, supplier or "no supplier", kind.replace("_", " "), related_to)
+    return order_id, kind
 
 
 def import_pending(
@@ -132,7 +162,7 @@ def import_pending(
                 else:
                     result.failed += 1
                 continue
-            order_id = _write_order(connection, workspace.slug, row, order)
+            order_id, kind = _write_order(connection, workspace.slug, row, order)
             connection.execute(
                 "UPDATE imap_intake.attachment SET import_status='imported', attempts=%s, last_error=NULL, "
                 "last_attempt_at=%s, imported_at=%s WHERE id=%s",
@@ -141,6 +171,10 @@ def import_pending(
             result.imported += 1
             if order_id is not None:
                 result.orders.append(order_id)
+            if kind == POSSIBLE_DUPLICATE:
+                result.possible_duplicates += 1
+            elif kind == REVISION:
+                result.revisions += 1
             log.info("attachment %s (%s): imported as order %s (%s, %d lines)", attachment, filename, order_id, order.format, len(order.lines))
     log.info(
         "workspace %s: %d imported, %d failed (retried on a later run), %d quarantined%s",

@@ -152,8 +152,9 @@ def workspace_page(connection: psycopg.Connection, workspace: str, *, outcome: s
         page["orders"] = cur.execute(
             "SELECT o.id, o.message, o.order_number, o.order_date, o.supplier, o.format, o.currency, o.total, o.needs_review, "
             "o.review_reason, a.original_filename, (SELECT count(*) FROM imap_intake.purchase_order_line l "
-            "WHERE l.purchase_order = o.id) AS lines FROM imap_intake.purchase_order o "
-            "JOIN imap_intake.attachment a ON a.id = o.attachment WHERE o.workspace=%s ORDER BY o.id DESC LIMIT 20",
+            "WHERE l.purchase_order = o.id) AS lines, o.relation, o.related_to, r.message AS related_message "
+            "FROM imap_intake.purchase_order o JOIN imap_intake.attachment a ON a.id = o.attachment "
+            "LEFT JOIN imap_intake.purchase_order r ON r.id = o.related_to WHERE o.workspace=%s ORDER BY o.id DESC LIMIT 20",
             (workspace,)).fetchall()
     return page
 
@@ -175,7 +176,8 @@ def message_page(connection: psycopg.Connection, workspace: str, message_id: int
             (message_id,)).fetchall()
         orders = cur.execute(
             "SELECT id, attachment, order_number, order_date, supplier, format, currency, total, needs_review, review_reason, "
-            "(SELECT count(*) FROM imap_intake.purchase_order_line l WHERE l.purchase_order = o.id) AS lines "
+            "(SELECT count(*) FROM imap_intake.purchase_order_line l WHERE l.purchase_order = o.id) AS lines, relation, related_to, "
+            "(SELECT r.message FROM imap_intake.purchase_order r WHERE r.id = o.related_to) AS related_message "
             "FROM imap_intake.purchase_order o WHERE message=%s ORDER BY id", (message_id,)).fetchall()
     return {"workspace": workspace, "message": message, "attachments": attachments_, "skipped_parts": skipped_, "orders": orders}
 
