@@ -17,6 +17,7 @@ import yaml
 from imap_intake.exceptions import ConfigError
 
 DEFAULT_TYPES = ("pdf", "csv", "xlsx", "xml")
+KNOWN_TYPES = (*DEFAULT_TYPES, "edi")  # edi (X12 850, EDIFACT ORDERS): add it to a workspace's accepted_types
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 KNOWN_FIELDS = {
     "slug", "imap_conn_id", "folder", "schedule", "start_date", "default_supplier", "supplier_rules",
@@ -212,8 +213,8 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     if "start_date" not in item:
         raise _fail(where, "start_date is required: the first poll imports mail received from that date on")
     types = item.get("accepted_types", list(DEFAULT_TYPES))
-    if not isinstance(types, list) or not set(map(str, types)) <= set(DEFAULT_TYPES) or not types:
-        raise _fail(where, f"accepted_types must be a non-empty list drawn from {', '.join(DEFAULT_TYPES)}")
+    if not isinstance(types, list) or not set(map(str, types)) <= set(KNOWN_TYPES) or not types:
+        raise _fail(where, f"accepted_types must be a non-empty list drawn from {', '.join(KNOWN_TYPES)}")
     storage = str(item.get("storage_base") or env.get(STORAGE_VARIABLE) or "")
     if not storage:
         raise _fail(where, f"storage_base is not set: set it here (file:///path, s3://bucket/prefix) or set {STORAGE_VARIABLE}")

@@ -37,7 +37,7 @@ VERDICTS: dict[str, tuple[str, str]] = {
                       "or remove recipients to take every message of the folder"),
     "no_attachment": ("have no attachment", "buyers must attach the order; a link or an order in the body is not imported"),
     "type_not_accepted": ("have attachments of types the workspace does not accept",
-                          "add the type to accepted_types if it is an order (pdf, csv, xlsx, xml)"),
+                          "add the type to accepted_types if it is an order (pdf, csv, xlsx, xml, edi)"),
     "attachment_too_large": ("have accepted attachments only over max_attachment_mb", "raise max_attachment_mb"),
     "no_supplier": ("match no supplier rule, and there is no default supplier", "add supplier_rules for their senders, or a default_supplier"),
 }
@@ -123,6 +123,8 @@ def kind_of(declared_type: str, filename: str) -> str:
         return "csv"
     if declared in {"application/xml", "text/xml"} or declared.endswith("+xml") or ext == "xml":
         return "xml"
+    if declared in {"application/edi-x12", "application/edifact"} or ext in {"edi", "x12", "edifact", "850"}:
+        return "edi"
     if declared.startswith("image/"):
         return "image"
     if (declared in {"application/octet-stream", ""} and ext in {"", "dat", "bin"}) or ext == "txt":

@@ -123,3 +123,19 @@ def test_a_corrected_order_is_a_revision_and_another_suppliers_number_is_not_rel
     assert result.imported == 3 and result.revisions == 1 and result.possible_duplicates == 0
     a1, a2, b1 = _orders(db, workspace.slug)
     assert (a2[3], a2[4], a2[5]) == ("A", "revision", a1[0]) and (b1[3], b1[4]) == ("B", None)
+
+
+def test_edi_attachments_are_stored_and_imported_when_the_workspace_accepts_them(dovecot, mail_user, append, db, unique, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.orders.test_edi import EDIFACT, X12_850
+
+    workspace = make_workspace(unique("ws"), storage_base=f"file://{tmp_path}", accepted_types=frozenset({"pdf", "csv", "edi"}))
+    append(mail_user, [(message(sender="edi@acme.example", to=mail_user, subject=name, attachments=[(name, ctype, body)]).as_bytes(), None)
+                       for name, ctype, body in [("PO4500098765.txt", "text/plain", X12_850.encode()),
+                                                 ("ORDERS", "application/octet-stream", EDIFACT.encode())]])
+    run(workspace, make_settings(dovecot, mail_user), db)
+    result = import_pending(workspace, connection=db, read=AttachmentStore(workspace.storage_base).get, now=NOW)
+    assert result.imported == 2
+    rows = db.execute("SELECT o.format, o.order_number, count(l.line_no) FROM imap_intake.purchase_order o JOIN "
+                      "imap_intake.purchase_order_line l ON l.purchase_order = o.id WHERE o.workspace=%s GROUP BY o.id ORDER BY o.id",
+                      (workspace.slug,)).fetchall()
+    assert rows == [("x12", "4500098765", 3), ("edifact", "PO+2026'118", 2)]

@@ -8,8 +8,10 @@ from __future__ import annotations
 import io
 import zipfile
 
+from imap_intake.orders.edi import is_edifact, is_x12
+
 TNEF_MAGIC = b"\x78\x9f\x3e\x22"
-KINDS = ("pdf", "csv", "xlsx", "xml", "docx", "zip", "tnef", "image", "text", "unknown")
+KINDS = ("pdf", "csv", "xlsx", "xml", "edi", "docx", "zip", "tnef", "image", "text", "unknown")
 
 
 def _zip_kind(data: bytes) -> str:
@@ -81,6 +83,8 @@ def sniff(data: bytes, declared_type: str = "", filename: str = "") -> str:
     if not _looks_textual(data):
         return "unknown"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n")
+    if is_x12(stripped) or is_edifact(stripped):
+        return "edi"  # whatever the name: .edi, .x12, .txt or none
     if stripped.startswith(b"<?xml") or (stripped.startswith(b"<") and ("xml" in declared or name.endswith(".xml"))):
         return "xml"
     if "csv" in declared or "comma-separated" in declared or name.endswith((".csv", ".tsv")):

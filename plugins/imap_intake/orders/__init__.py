@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from imap_intake.exceptions import OrderParseError
+from imap_intake.orders.edi import parse_edi
 from imap_intake.orders.model import Order, OrderLine
 from imap_intake.orders.pdf import parse_pdf
 from imap_intake.orders.tabular import parse_csv, parse_xlsx
@@ -15,6 +16,7 @@ PARSERS: dict[str, Callable[[bytes], Order]] = {
     "xlsx": parse_xlsx,
     "xml": parse_xml,
     "pdf": parse_pdf,
+    "edi": parse_edi,
 }
 
 
