@@ -281,13 +281,20 @@ def import_throughput(stack: Stack, plan: Plan) -> list[dict[str, Any]]:
     from imap_intake.store import db
 
     rows = []
-    for fmt, name, ctype, body in (("csv", "po.csv", "text/csv", PO_CSV_EN), ("ubl", "po.xml", "application/xml", UBL_ORDER)):
+    from devstack.samples import po_pdf, x12_order
+
+    bodies: dict[str, tuple[str, str, Any]] = {
+        "csv": ("po.csv", "text/csv", lambda n: PO_CSV_EN + f"\nPO-7731,2026-11-04,Z{n},x,1,1.00,1.00,USD\n".encode()),
+        "ubl": ("po.xml", "application/xml", lambda n: UBL_ORDER + f"<!-- {n} -->".encode()),
+        "pdf": ("po.pdf", "application/pdf", lambda n: po_pdf(f"45000{n:05d}")),  # a lines table read from positioned text
+        "edi": ("po.edi", "application/edi-x12", lambda n: x12_order(f"45001{n:05d}")),
+    }
+    for fmt, (name, ctype, body) in bodies.items():
         user = f"import-{fmt}@bench.test"
         append_messages(stack.dovecot, user, [
-            (message(sender="b@bench.example", to=user, subject=f"{fmt} {n}",
-                     attachments=[(name, ctype, body + (f"\nPO-7731,2026-11-04,Z{n},x,1,1.00,1.00,USD\n" if fmt == "csv" else f"<!-- {n} -->").encode())]).as_bytes(), None)
+            (message(sender="b@bench.example", to=user, subject=f"{fmt} {n}", attachments=[(name, ctype, body(n))]).as_bytes(), None)
             for n in range(plan.import_orders)])
-        workspace = stack.workspace(f"import_{fmt}")
+        workspace = stack.workspace(f"import_{fmt}", accepted_types=frozenset({"pdf", "csv", "xlsx", "xml", "edi"}))
         run_poll(stack, workspace, stack.settings(user))
         for attempt, workers in enumerate((1, 1, 2)):  # attempt 0 warms caches and lazy imports: not reported
             with db.connect_dsn(stack.postgres.dsn) as connection:

@@ -46,6 +46,12 @@ def make_pdf(lines: list[str], *, padding: int = 0) -> bytes:
 
 
 def po_pdf(number: str, *, padding: int = 0) -> bytes:
+    """A purchase order as a supplier's ERP prints it (a lines table: ``pdf_orders.po_pdf``); with
+    ``padding``, a plain text PDF of about that many bytes more (benchmarks of large attachments)."""
+    if not padding:
+        from devstack.pdf_orders import po_pdf as table_pdf
+
+        return table_pdf(number)
     return make_pdf(
         [f"PURCHASE ORDER No: {number}", "Date: 2026-11-02", "Buyer: Nordwind Logistics GmbH",
          "Item ZX-100 Pallet wrap 48 x 12.50 EUR", "Item ZX-220 Strapping band 10 x 31.00 EUR",
@@ -104,6 +110,17 @@ CXML_ORDER = b"""<?xml version="1.0" encoding="UTF-8"?>
   </OrderRequest></Request>
 </cXML>
 """
+
+
+def x12_order(number: str) -> bytes:
+    """An ANSI X12 850 purchase order (two lines), as an EDI gateway mails it."""
+    return (
+        "ISA*00*          *00*          *ZZ*ACMEBUYER      *ZZ*SUPPLIERCO     *261201*0930*U*00401*000000123*0*P*>~\n"
+        "GS*PO*ACMEBUYER*SUPPLIERCO*20261201*0930*123*X*004010~\nST*850*0001~\n"
+        f"BEG*00*SA*{number}**20261201~\nCUR*BY*USD~\nN1*BY*Acme Retail Inc*92*0042~\n"
+        "PO1*1*1000*EA*0.04**VP*AB-1~\nPID*F****Cable ties 200mm~\nPO1*2*12*EA*8.50**VP*AB-7~\nPID*F****Label rolls~\n"
+        "CTT*2~\nAMT*TT*142.00~\nSE*11*0001~\nGE*1*123~\nIEA*1*000000123~\n"
+    ).encode()
 
 
 def make_xlsx(rows: list[list[object]]) -> bytes:

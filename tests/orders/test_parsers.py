@@ -91,9 +91,12 @@ def test_other_xml_is_a_clear_error(data: bytes, message: str) -> None:
         parse("xml", data)
 
 
-def test_pdf_number_and_date() -> None:
+def test_pdf_number_date_lines_and_total() -> None:
     order = parse("pdf", po_pdf("4500012345"))
-    assert order.order_number == "4500012345" and order.order_date == dt.date(2026, 11, 2) and order.needs_review
+    assert order.order_number == "4500012345" and order.order_date == dt.date(2026, 11, 3) and not order.needs_review
+    assert [(x.sku, x.quantity, x.unit, x.unit_price, x.amount) for x in order.lines] == [
+        ("ZX-100", 48, "ST", Decimal("12.50"), Decimal("600.00")), ("ZX-220", 10, "RL", Decimal("31.00"), Decimal("310.00"))]
+    assert order.total == Decimal("910.00") and order.currency == "EUR" and order.buyer == "Nordwind Logistik GmbH"
 
 
 def test_pdf_without_number_needs_review() -> None:
