@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -70,3 +71,11 @@ def date(text: object) -> dt.date | None:
         except ValueError:
             continue
     return None
+
+
+def uses_decimal_comma(texts: Iterable[str]) -> bool | None:
+    """Whether a document writes 12,50 (True) or 12.50 (False), by its amounts with two decimals."""
+    joined = " ".join(texts)
+    commas = len(re.findall(r"\d,\d{2}(?!\d)", joined))
+    dots = len(re.findall(r"\d\.\d{2}(?!\d)", joined))
+    return None if commas == dots else commas > dots

@@ -15,8 +15,8 @@ from decimal import Decimal
 from typing import Any
 
 from imap_intake.exceptions import OrderParseError
-from imap_intake.orders.model import Order, OrderLine, date
-from imap_intake.orders.pdf_layout import Fragment, lines_of, stated_totals, table_rows, uses_decimal_comma
+from imap_intake.orders.model import Order, OrderLine, date, uses_decimal_comma
+from imap_intake.orders.pdf_layout import Fragment, lines_of, stated_totals, table_rows
 
 MAX_PAGES = 30
 NUMBER = re.compile(  # on one line: "Purchase Order No: 4500012345", "Bestellung 4500012345", "Order #: PO-7731"

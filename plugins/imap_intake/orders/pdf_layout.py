@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+
 #: Header labels (lower case, without punctuation) per column, English and German.
 LABELS: dict[str, tuple[str, ...]] = {
     "position": ("pos", "position", "line", "item", "nr", "lfd nr", "no", "regel"),
@@ -162,14 +163,6 @@ def number(text: str, *, decimal_comma: bool | None = None) -> Decimal | None:
     except InvalidOperation:
         return None
     return -value if negative else value
-
-
-def uses_decimal_comma(texts: Iterable[str]) -> bool | None:
-    """Whether a document writes 12,50 (True) or 12.50 (False), by its amounts with two decimals."""
-    joined = " ".join(texts)
-    commas = len(re.findall(r"\d,\d{2}(?!\d)", joined))
-    dots = len(re.findall(r"\d\.\d{2}(?!\d)", joined))
-    return None if commas == dots else commas > dots
 
 
 def _column_of(text: str) -> str | None:
