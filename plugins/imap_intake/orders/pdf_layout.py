@@ -15,7 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
-
 #: Header labels (lower case, without punctuation) per column, English and German.
 LABELS: dict[str, tuple[str, ...]] = {
     "position": ("pos", "position", "line", "item", "nr", "lfd nr", "no", "regel"),
