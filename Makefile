@@ -1,7 +1,7 @@
 # The two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
-.PHONY: demo test airflow deliver down bench bench-backfill bench-push bench-survey scale reliability lock lint
+.PHONY: demo test airflow deliver down dist bench bench-backfill bench-push bench-survey scale reliability lock lint
 
 demo:
 	@bash scripts/bootstrap.sh
@@ -39,6 +39,11 @@ bench-survey:
 	@BENCH=1 bash scripts/bootstrap.sh
 	@$(PY) -m bench.survey --messages 100000 --write
 	@$(PY) -c "import json, pathlib; from bench.report import render; render(json.loads(pathlib.Path('bench/results/latest.json').read_text()), pathlib.Path('docs/benchmarks.md'))"
+
+# sdist and wheel in dist/: pip install dist/imap_intake-*.whl into an existing Airflow (docs/deploy.md)
+dist:
+	@bash scripts/bootstrap.sh
+	@PATH="$$HOME/.local/bin:$$PATH" uv build -o dist .
 
 # A CeleryExecutor cluster (Redis, two workers) under load with a worker killed: ends with a verdict line.
 scale:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imap_intake.workspace_dags import build_dags
-from imap_intake.workspaces import read_workspaces, workspaces_file
+from imap_intake.workspace_dags import dags_from
 
-_FILE = workspaces_file(Path(__file__).resolve().parent.parent / "include" / "workspaces.yaml")
-globals().update(build_dags(read_workspaces(_FILE), workspaces_file=_FILE))
+globals().update(dags_from(Path(__file__).resolve().parent.parent / "include" / "workspaces.yaml"))

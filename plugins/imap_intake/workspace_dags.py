@@ -177,3 +177,17 @@ def build_dags(workspaces: Iterable[Workspace], *, workspaces_file: str | Path |
     finally:
         if enabled:
             gc.enable()
+
+
+def dags_from(path: str | Path | None = None) -> dict[str, DAG]:
+    """Every workspace's DAG from a workspaces file: ``path``, unless $IMAP_INTAKE_WORKSPACES_FILE is set
+    (it wins, so one image serves several deployments); neither: $AIRFLOW_HOME/include/workspaces.yaml.
+    A DAG file of your own needs two lines::
+
+        from imap_intake.workspace_dags import dags_from
+        globals().update(dags_from("/usr/local/airflow/include/workspaces.yaml"))
+    """
+    from imap_intake.workspaces import read_workspaces, workspaces_file
+
+    file = workspaces_file(path)
+    return build_dags(read_workspaces(file), workspaces_file=file)
