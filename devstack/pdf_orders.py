@@ -64,7 +64,11 @@ def pdf_pages(pages: Sequence[str]) -> bytes:
     font_no = len(objects) + 1
     objects.append("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    objects = [o.replace("FONT 0 R", f"{font_no} 0 R") for o in objects]
+    return write_pdf([o.replace("FONT 0 R", f"{font_no} 0 R") for o in objects])
+
+
+def write_pdf(objects: Sequence[str]) -> bytes:
+    """Numbered objects (1 is the catalog), the cross-reference table and the trailer."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
     offsets = []

@@ -31,18 +31,9 @@ def make_pdf(lines: list[str], *, padding: int = 0) -> bytes:
     if padding:
         filler = ("0123456789abcdef" * (padding // 16 + 1))[:padding]
         objects.append(f"<< /Length {len(filler)} >>\nstream\n{filler}\nendstream")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1"))
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
+    from devstack.pdf_orders import write_pdf
+
+    return write_pdf(objects)
 
 
 def po_pdf(number: str, *, padding: int = 0) -> bytes:
