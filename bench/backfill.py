@@ -72,24 +72,35 @@ def main() -> None:
         metadata_dsn = postgres.dsn.rsplit("/", 1)[0] + "/airflow"
         with db.connect_dsn(metadata_dsn) as airflow_db:
             expected = int(airflow_db.execute("SELECT count(*) FROM backfill_dag_run").fetchone()[0])  # type: ignore[index]
-        with db.connect_dsn(postgres.dsn) as connection:
-            while True:
-                rows = dict(connection.execute(
-                    "SELECT status, count(*) FROM imap_intake.poll WHERE workspace=%s AND mode='backfill' GROUP BY 1", (slug,)
-                ).fetchall()) if _has_ledger(connection) else {}
-                done = sum(n for status, n in rows.items() if status != "running")
-                if done >= expected:
+        with db.connect_dsn(postgres.dsn) as connection, db.connect_dsn(metadata_dsn) as airflow_db:
+            while True:  # every backfill run finished (a covered run ends in the triggerer, without a poll row)
+                finished = int(airflow_db.execute(
+                    "SELECT count(*) FROM dag_run WHERE dag_id=%s AND run_type='backfill' AND state IN ('success', 'failed')",
+                    (dag_id,)).fetchone()[0])  # type: ignore[index]
+                if finished >= expected:
                     break
                 if time.monotonic() - began > 4 * 3600:
-                    raise TimeoutError(f"backfill not done after 4 h: {rows}")
+                    raise TimeoutError(f"backfill not done after 4 h: {finished} of {expected} runs")
                 time.sleep(2)
             seconds = time.monotonic() - began
-            # Wait for the last runs' skipped tasks and states to settle before counting stored files.
+            rows = dict(connection.execute(
+                "SELECT status, count(*) FROM imap_intake.poll WHERE workspace=%s AND mode='backfill' GROUP BY 1", (slug,)
+            ).fetchall()) if _has_ledger(connection) else {}
+            states = dict(airflow_db.execute(
+                "SELECT ti.state, count(*) FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+                "WHERE ti.dag_id=%s AND r.run_type='backfill' AND ti.task_id='poll_mailbox' GROUP BY 1", (dag_id,)).fetchall())
+            workers = int(airflow_db.execute(
+                "SELECT count(*) FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
+                "WHERE ti.dag_id=%s AND r.run_type='backfill' AND ti.pid IS NOT NULL", (dag_id,)).fetchone()[0])  # type: ignore[index]
             attachments = connection.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace=%s", (slug,)).fetchone()
+            failed_runs = int(airflow_db.execute("SELECT count(*) FROM dag_run WHERE dag_id=%s AND run_type='backfill' AND state='failed'",
+                                                 (dag_id,)).fetchone()[0])  # type: ignore[index]
         figures = {
             "days": args.days, "messages": args.messages, "runs": expected, "seconds": round(seconds, 1),
             "runs_per_minute": round(expected / seconds * 60, 1) if expected else None,
-            "imap_sessions": rows.get("ok", 0), "covered_runs": rows.get("covered", 0), "failed": rows.get("failed", 0),
+            "imap_sessions": rows.get("ok", 0), "covered_runs": rows.get("covered", 0) + states.get("skipped", 0),
+            "covered_in_triggerer": states.get("skipped", 0), "task_processes_on_workers": workers,
+            "failed": rows.get("failed", 0), "failed_runs": failed_runs,
             "attachments_stored": attachments[0] if attachments else 0, "max_active_runs": args.max_active_runs,
             "command": f"airflow backfill create --dag-id {dag_id} --from-date {start.date()} --to-date {last.date()}",
             "run_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

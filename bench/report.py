@@ -120,10 +120,11 @@ def backfill_section(source: Path) -> list[str]:
         f"{b['messages']} messages spread over {b['days']} days, the demo workspace's `*/15` schedule, and the command a user "
         f"types for \"re-check March\": `{b['command']}`.",
         "",
-        "| backfill runs | minutes | runs per minute | runs that opened an IMAP session | runs covered by an earlier scan | attachments stored | max active runs |",
-        "|---|---|---|---|---|---|---|",
-        f"| {b['runs']:,} | {b['seconds'] / 60:.2f} ({b['seconds']:.0f} s) | {b['runs_per_minute']} | {b['imap_sessions']} | {b['covered_runs']:,} | "
-        f"{b['attachments_stored']} | {b['max_active_runs']} |",
+        "| backfill runs | minutes | runs per minute | runs that opened an IMAP session | runs covered by an earlier scan "
+        "(of them ended in the triggerer) | task processes on workers | attachments stored | max active runs |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| {b['runs']:,} | {b['seconds'] / 60:.2f} ({b['seconds']:.0f} s) | {b['runs_per_minute']} | {b['imap_sessions']} | {b['covered_runs']:,} "
+        f"({b.get('covered_in_triggerer', 0):,}) | {b.get('task_processes_on_workers', '—')} | {b['attachments_stored']} | {b['max_active_runs']} |",
         "",
         *[f"Another run of the same command: {o['seconds'] / 60:.2f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
           for o in b.get("other_runs", [])],
