@@ -16,5 +16,6 @@ def test_bench_smoke() -> None:
     assert scale["idle_poll_imap_bytes"] > 0 and scale["ratio_to_raw"] > 0
     assert results["peak_rss"]["attachments"] == SMOKE.big_messages
     assert results["dag_parse"]["workspaces"] == SMOKE.workspaces
-    assert {(r["format"], r["import_tasks"]) for r in results["import_throughput"]} == {("csv", 1), ("csv", 2), ("ubl", 1), ("ubl", 2)}
+    assert {(r["format"], r["import_tasks"]) for r in results["import_throughput"]} == {
+        (fmt, tasks) for fmt in ("csv", "ubl", "pdf", "edi") for tasks in (1, 2)}
     assert all(r["orders"] == SMOKE.import_orders for r in results["import_throughput"])
