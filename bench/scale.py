@@ -111,8 +111,8 @@ def kill_a_worker_mid_task(cluster: AirflowCluster, meta: psycopg.Connection[Any
     deadline = time.monotonic() + timeout
     running: list[tuple[Any, ...]] = []
     while not running and time.monotonic() < deadline:
-        running = meta.execute("SELECT dag_id, run_id, task_id, try_number FROM task_instance WHERE state = 'running' "
-                               "AND hostname = %s", (worker.name,)).fetchall()
+        running = meta.execute("SELECT dag_id, run_id, task_id, try_number, map_index FROM task_instance WHERE state = 'running' "
+                               "AND hostname = %s", (worker.name,)).fetchall()  # map_index: import slots share a task id
         if not running:
             time.sleep(0.2)
     processes = len(cluster.component_pids(worker.name))
@@ -143,10 +143,10 @@ def wait_for_drain(ledger: psycopg.Connection[Any], out: Deliveries, timeout: fl
 def wait_for_retries(meta: psycopg.Connection[Any], kill: dict[str, Any], timeout: float) -> None:
     """Until the tasks the kill interrupted have finished again (noticed lost, retried) or ``timeout``."""
     deadline = time.monotonic() + timeout
-    keys = [(dag_id, run_id, task_id) for dag_id, run_id, task_id, _try in kill["interrupted"]]
+    keys = [(dag_id, run_id, task_id, map_index) for dag_id, run_id, task_id, _try, map_index in kill["interrupted"]]
     while keys and time.monotonic() < deadline:
         keys = [key for key in keys if (meta.execute("SELECT state FROM task_instance WHERE dag_id = %s AND run_id = %s "
-                                                     "AND task_id = %s", key).fetchone() or ("gone",))[0]
+                                                     "AND task_id = %s AND map_index = %s", key).fetchone() or ("gone",))[0]
                 not in ("success", "failed", "upstream_failed", "skipped", "removed", "gone")]
         time.sleep(2)
 

@@ -116,9 +116,13 @@ def _stored(uri: str, sha256: str) -> bool:
 
 def _check_worker_loss(v: Verdict, meta: psycopg.Connection[Any], kill: dict[str, Any]) -> None:
     v.interrupted = len(kill["interrupted"])
-    for dag_id, run_id, task_id, try_number in kill["interrupted"]:
-        row = meta.execute("SELECT state, try_number FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = %s",
-                           (dag_id, run_id, task_id)).fetchone()
+    for dag_id, run_id, task_id, try_number, map_index in kill["interrupted"]:
+        row = meta.execute("SELECT state, try_number, end_date <= to_timestamp(%s) FROM task_instance WHERE dag_id = %s "
+                           "AND run_id = %s AND task_id = %s AND map_index = %s",
+                           (kill["killed_at"], dag_id, run_id, task_id, map_index)).fetchone()
+        if row and row[0] == "success" and row[1] == try_number and row[2]:
+            v.interrupted -= 1  # it finished between the look at the running tasks and the SIGKILL: not interrupted
+            continue
         # The retry ran to its end: success, or skipped (an import slot whose orders another slot took first).
         if row and row[0] in {"success", "skipped"} and row[1] > try_number:
             v.interrupted_retried += 1
