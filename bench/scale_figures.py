@@ -85,7 +85,8 @@ def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], samp
     latency = meta.execute(
         "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY s), percentile_cont(0.95) WITHIN GROUP (ORDER BY s), max(s) FROM "
         f"(SELECT extract(epoch FROM start_date - queued_dttm) AS s FROM task_instance WHERE start_date {between} "
-        "AND queued_dttm IS NOT NULL) q", (start, end)).fetchone()
+        # A poll resumed from its idle check keeps the start of its deferral, before it was queued for a worker.
+        "AND queued_dttm IS NOT NULL AND start_date >= queued_dttm) q", (start, end)).fetchone()
     per_worker = dict(meta.execute(f"SELECT hostname, count(*) FROM task_instance WHERE start_date {between} AND hostname <> '' "
                                    "GROUP BY hostname ORDER BY hostname", (start, end)).fetchall())
     fanned = _one(meta, "SELECT count(*) FROM (SELECT dag_id, run_id FROM task_instance WHERE task_id LIKE 'import_orders%%' "
