@@ -41,7 +41,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=31)
     parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--max-active-runs", type=int, default=10)
+    parser.add_argument("--max-active-runs", type=int, default=32)
     parser.add_argument("--import-tasks", type=int, default=2)
     parser.add_argument("--write", action="store_true", help="keep the figures in bench/results/backfill.json for docs/benchmarks.md")
     args = parser.parse_args()
@@ -102,7 +102,8 @@ def main() -> None:
             "covered_in_triggerer": states.get("skipped", 0), "task_processes_on_workers": workers,
             "failed": rows.get("failed", 0), "failed_runs": failed_runs,
             "attachments_stored": attachments[0] if attachments else 0, "max_active_runs": args.max_active_runs,
-            "command": f"airflow backfill create --dag-id {dag_id} --from-date {start.date()} --to-date {last.date()}",
+            "command": f"airflow backfill create --dag-id {dag_id} --from-date {start.date()} --to-date {last.date()} "
+                       f"--max-active-runs {args.max_active_runs}",
             "run_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         }
         print(json.dumps(figures))

@@ -128,12 +128,13 @@ def backfill_section(source: Path) -> list[str]:
         "",
         *[f"Another run of the same command: {o['seconds'] / 60:.2f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
           for o in b.get("other_runs", [])],
-        "The figure varies by a minute or so between runs, around the 15-minute target: almost all of it is Airflow's "
-        "own per-run cost (below), not the intake's.",
         "",
-        "Nearly every run finds its window inside the scan of an earlier run and ends without an IMAP session; the time "
-        "left is Airflow's own cost of creating, queueing, starting and finishing a run with one executed task on 2 cores "
-        "(more active runs did not help: 10 gave 143 runs/min, 16 gave 136 and 32 gave 121 on a one-day backfill).",
+        "Nearly every run finds its window inside the scan of an earlier run: its idle check ends it in the triggerer, "
+        "without an IMAP session and without a task process on a worker. What is left is Airflow's own work per run "
+        "(create, defer to the triggerer, end), a few seconds of latency each: so the month is bound by how many runs "
+        "may be active at once, not by CPU. With the idle check, 32 active runs did the month in well under half the "
+        "time of 10 (above); before it, when each covered run still started a worker process, more than 10 did not help "
+        "(10 gave 143 runs/min, 16 gave 136 and 32 gave 121 on a one-day backfill, CPU-bound).",
         "",
     ]
 
