@@ -12,10 +12,10 @@ the bytes, which a survey never downloads, so a ``winmail.dat`` or a nameless
 from __future__ import annotations
 
 import datetime as dt
-import urllib.parse
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.utils import decode_params, unquote
 from typing import Any
 
 from imap_intake.config import Workspace
@@ -176,28 +176,21 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _params(value: Any) -> dict[str, str]:
+def _params(value: Any) -> list[tuple[str, str]]:
     if not isinstance(value, (tuple, list)):
-        return {}
+        return []
     items = list(value)
-    return {_text(k).lower(): _text(v) for k, v in zip(items[::2], items[1::2], strict=False)}
+    return [(_text(k).lower(), _text(v)) for k, v in zip(items[::2], items[1::2], strict=False)]
 
 
-def _name(params: dict[str, str]) -> str:
+def _name(params: list[tuple[str, str]]) -> str:
+    """The file name among a part's parameters: RFC 2231 continuations and charsets collapsed by the
+    email package (as ``Message.get_param`` does), then decoded like a parsed message's names."""
+    found = dict(decode_params([("", ""), *params])[1:])
     for key in ("filename", "name"):
-        if params.get(key):
-            return headers.decode(params[key])
-        if params.get(key + "*"):  # RFC 2231: charset'language'percent-encoded
-            charset, _, rest = params[key + "*"].partition("'")
-            return urllib.parse.unquote(rest.partition("'")[2], encoding=charset or "utf-8", errors="replace")
-        pieces = [params[k] for k in sorted((k for k in params if k.startswith(key + "*") and k[len(key) + 1:].rstrip("*").isdigit()),
-                                            key=lambda k: int(k[len(key) + 1:].rstrip("*")))]
-        if pieces:
-            joined = "".join(pieces)
-            if "''" in joined[:40]:
-                charset, _, rest = joined.partition("'")
-                return urllib.parse.unquote(rest.partition("'")[2], encoding=charset or "utf-8", errors="replace")
-            return joined
+        value = found.get(key)
+        if value:
+            return headers.decode_parameter((value[0], value[1], unquote(value[2])) if isinstance(value, tuple) else unquote(value))
     return ""
 
 
@@ -223,7 +216,7 @@ def outline_parts(structure: Any) -> tuple[PartOutline, ...]:
             continue
         disposition_at = 9 if major == "text" else 8
         disposition = node[disposition_at] if len(node) > disposition_at else None
-        disposition_type, disposition_params = "", {}
+        disposition_type, disposition_params = "", []
         if isinstance(disposition, (tuple, list)) and disposition:
             disposition_type = _text(disposition[0]).lower()
             disposition_params = _params(disposition[1] if len(disposition) > 1 else None)

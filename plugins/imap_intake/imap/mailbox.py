@@ -320,12 +320,13 @@ class Mailbox:
                          for flags, _delim, name in self._client.list_folders())
 
     def outlines(self, uids: Sequence[int]) -> dict[int, dict[bytes, Any]]:
-        """Structure, size, date and address headers of messages: no body downloaded, no flag changed
-        (BODY.PEEK). For ``imap_intake.survey``."""
+        """Structure, size, date (UTC, as ``metadata`` gives it) and address headers of messages: no body
+        downloaded, no flag changed (BODY.PEEK). For ``imap_intake.survey``."""
         if not uids:
             return {}
         with self._errors(f"reading the structure of {len(uids)} messages"):
-            return dict(self._client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE", "BODYSTRUCTURE", OUTLINE_HEADERS]))
+            data = self._client.fetch(list(uids), ["INTERNALDATE", "RFC822.SIZE", "BODYSTRUCTURE", OUTLINE_HEADERS])
+        return {uid: {**item, b"INTERNALDATE": _utc(item[b"INTERNALDATE"])} for uid, item in data.items()}
 
     def examine(self, folder: str | None = None) -> FolderState:
         """Open ``folder`` read-only (EXAMINE)."""

@@ -172,8 +172,8 @@ class ImportOrdersOperator(BaseOperator):
 class RunVerdictOperator(BaseOperator):
     """The run's verdict. Airflow starts it only when a task of the run failed (``one_failed``; a
     healthy run skips it without a task process), and it fails the run with what failed and why:
-    the downstream import tasks run whatever the poll did (``all_done``), so without a failing last
-    task a failed poll would end in a green run. It also tells the workspace's ``on_stale`` notifiers,
+    the import tasks run after a poll that failed too (``one_done``), so without a failing last task
+    a failed poll would end in a green run. It also tells the workspace's ``on_stale`` notifiers,
     once per episode, when the last successful poll is older than ``alerts.stale_after``."""
 
     template_fields: Sequence[str] = ("workspace",)

@@ -66,8 +66,6 @@ def _folder(mailbox: Mailbox, name: str, special: str, since: dt.date, per_folde
         for uid, item in sorted(mailbox.outlines(recent[start:start + CHUNK]).items()):
             header = next((bytes(v) for k, v in item.items() if k.startswith(b"BODY[HEADER")), b"")
             sender, recipients = header_addresses(header)
-            internal = item[b"INTERNALDATE"]
-            internal = internal.replace(tzinfo=dt.UTC) if internal.tzinfo is None else internal.astimezone(dt.UTC)
-            outlines.append(MessageOutline(uid, internal, int(item.get(b"RFC822.SIZE", 0)),
+            outlines.append(MessageOutline(uid, item[b"INTERNALDATE"], int(item.get(b"RFC822.SIZE", 0)),
                                            outline_parts(item.get(b"BODYSTRUCTURE")), sender, recipients))
     return tally(name, special, state.exists, len(uids), outlines, workspace, default)
