@@ -155,6 +155,13 @@ def parse_duration(value: Any, where: str) -> dt.timedelta:
     return dt.timedelta(seconds=float(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+def _flag(item: Mapping[str, Any], name: str, default: bool, where: str, meaning: str) -> bool:
+    value = item.get(name, default)
+    if not isinstance(value, bool):
+        raise _fail(where, f"{name} must be true or false: {meaning}")
+    return value
+
+
 def _notifiers(value: Any, where: str) -> tuple[NotifierSpec, ...]:
     if value is None:
         return ()
@@ -222,13 +229,9 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     if not isinstance(recipients, list):
         raise _fail(where, "recipients must be a list of addresses this workspace owns")
     conn_id = str(item["imap_conn_id"])
-    push = item.get("push", False)
-    if not isinstance(push, bool):
-        raise _fail(where, "push must be true or false: true runs the DAG when new mail arrives (IMAP IDLE), besides its schedule")
-    in_triggerer = item.get("start_in_triggerer", True)
-    if not isinstance(in_triggerer, bool):
-        raise _fail(where, "start_in_triggerer must be true or false: true checks for new mail in the triggerer first, so a "
-                    "run with nothing to do never starts a worker (needs a running triggerer)")
+    push = _flag(item, "push", False, where, "true runs the DAG when new mail arrives (IMAP IDLE), besides its schedule")
+    in_triggerer = _flag(item, "start_in_triggerer", True, where, "true checks for new mail in the triggerer first, so a "
+                         "run with nothing to do never starts a worker (needs a running triggerer)")
     return Workspace(
         slug=slug,
         imap_conn_id=conn_id,

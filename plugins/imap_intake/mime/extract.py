@@ -11,7 +11,6 @@ from __future__ import annotations
 import binascii
 import email
 import email.feedparser
-import email.utils
 import hashlib
 import re
 from collections.abc import Iterator
