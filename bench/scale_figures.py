@@ -162,7 +162,8 @@ def render(report: dict[str, Any], path: Path) -> None:
         BEGIN,
         f"Measured by `{report['command']}` ({report['date']}, {report['cores']} cores, one machine): {report['workspaces']} workspaces "
         f"over {report['mailboxes']} mailboxes, CeleryExecutor with Redis, {report['workers']} workers × {report['concurrency']} slots, "
-        f"schedule `{report['schedule']}`, {report['import_tasks']} import tasks per run. {d['messages']} messages with "
+        f"schedule `{report['schedule']}`, {report['import_tasks']} import tasks per run, scheduler idle sleep "
+        f"{report.get('scheduler_idle_sleep', 0.2):g} s. {d['messages']} messages with "
         f"{d['orders']} orders appended over {d['minutes']:g} min while runs overlapped; `{k['worker']}` killed with SIGKILL "
         f"({k['processes_killed']} processes) while it ran {len(k['interrupted'])} task(s), restarted 20 s later. Rates are over "
         f"the {f['load_minutes']} min from the first delivery until everything was imported.",
