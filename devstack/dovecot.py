@@ -51,6 +51,9 @@ mail_location = maildir:~/Maildir
 # IDLE learns of other sessions' APPENDs through inotify; where inotify is exhausted (a busy CI machine runs
 # many servers) Dovecot polls instead, every 30 s by default: poll every second, as inotify would notice.
 mailbox_idle_check_interval = 1 secs
+# "* OK Still here" to an idle session (Dovecot's default: every 2 min; the tests' servers: every 2 s, so
+# that they see sessions keep waiting through keepalives).
+imap_idle_notify_interval = {keepalive} secs
 first_valid_uid = 0
 first_valid_gid = 0
 mail_uid = {uid}
@@ -58,6 +61,8 @@ mail_gid = {gid}
 default_login_user = {login_user}
 default_internal_user = {internal_user}
 mail_max_userip_connections = 200
+# auth, anvil and stats serve every session at once: room for all of them (Dovecot's default: 1000).
+default_client_limit = {client_limit}
 passdb {{
   driver = static
   args = password={password}{static_mechanisms}
@@ -76,10 +81,10 @@ service imap-login {{
     port = {tls_port}
     ssl = {imaps_ssl}
   }}
-  process_limit = 200
+  process_limit = {sessions}
 }}
 service imap {{
-  process_limit = 200
+  process_limit = {sessions}
 }}
 service auth {{
   user = {auth_user}
@@ -115,6 +120,10 @@ class DovecotServer:
     tls_files: TlsFiles | None = None
     #: An OAuth2 token server's RFC 7662 endpoint: XOAUTH2 and OAUTHBEARER logins are checked there.
     oauth_introspection_url: str | None = None
+    #: IMAP sessions at once (one imap and one imap-login process each): ``make scale-1000`` holds hundreds.
+    sessions: int = 200
+    #: Seconds between "* OK Still here" keepalives to idle sessions (Dovecot's default 120).
+    keepalive: int = 2
 
     @classmethod
     def create(cls, *, tls: bool = True, password: str | None = None, tls_files: TlsFiles | None = None,
@@ -176,7 +185,7 @@ class DovecotServer:
                 tag=self.root.name, ssl="yes" if self.tls else "no", ssl_files=ssl_files,
                 uid=me.pw_uid, gid=me.pw_gid, login_user=login_user, internal_user=internal_user,
                 auth_user=auth_user, password=self.password, home=self.root / "home",
-                port=self.port, tls_port=self.tls_port, imaps_ssl="yes" if self.tls else "no",
+                port=self.port, tls_port=self.tls_port, imaps_ssl="yes" if self.tls else "no", sessions=self.sessions, client_limit=max(1000, 3 * self.sessions), keepalive=self.keepalive,
             )
         )
         self.config_path.chmod(0o600)

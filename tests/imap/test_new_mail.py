@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,3 +122,24 @@ def test_waiting_for_mail_uses_idle_or_noop_and_sends_only_read_only_commands(do
     assert announced and found == [1]
     assert ("IDLE" in sent) is idle and ("NOOP" in sent) is not idle
     assert set(sent) <= READ_ONLY_COMMANDS
+
+
+@pytest.mark.integration
+def test_an_idle_session_waits_through_keepalives_and_wakes_on_mail(dovecot, mail_user, append) -> None:  # type: ignore[no-untyped-def]
+    """Dovecot says "* OK Still here" every 2 s here: the wait goes on to its end (one IDLE per
+    wait, not one per keepalive); mail ends it at once."""
+    from imap_intake.imap.mailbox import Mailbox
+    from tests.conftest import make_settings
+
+    with Mailbox.open(make_settings(dovecot, mail_user)) as mailbox:
+        mailbox.examine()
+        started = time.monotonic()
+        assert mailbox.wait_for_mail(5.0) is False
+        assert time.monotonic() - started >= 4.5  # two keepalives came and went
+        timer = threading.Timer(1.0, lambda: append(mail_user, _mail(mail_user, 1)))
+        timer.start()
+        started = time.monotonic()
+        assert mailbox.wait_for_mail(30.0) is True
+        assert time.monotonic() - started < 15
+        timer.join()
+

@@ -36,6 +36,8 @@ from imap_intake.imap.settings import ConnectionSettings
 
 log = logging.getLogger(__name__)
 TOKEN_RENEW_MARGIN = dt.timedelta(seconds=60)
+#: Where a server has no IDLE, how often a waiting session asks with NOOP.
+NOOP_SECONDS = 30.0
 
 #: Commands this project may send. Anything else is a bug (see tests/imap/test_mailbox.py).
 OUTLINE_HEADERS = "BODY.PEEK[HEADER.FIELDS (FROM TO CC DELIVERED-TO X-ORIGINAL-TO)]"
@@ -437,19 +439,27 @@ class Mailbox:
 
     def wait_for_mail(self, seconds: float) -> bool:
         """Block up to ``seconds`` for the server to announce mail in the examined folder: IDLE
-        (RFC 2177) where offered, ended with DONE before returning; else a NOOP after the wait.
-        True when the server said EXISTS or RECENT (callers still check UIDs themselves)."""
+        (RFC 2177) where offered, ended with DONE before returning; else a NOOP after the wait (at most NOOP_SECONDS).
+        True when the server said EXISTS or RECENT (callers still check UIDs themselves). Other
+        untagged responses during IDLE (a server's "* OK Still here" keepalive, flag changes,
+        expunges) do not end the wait: an idle session costs one round trip per ``seconds``."""
         with self._errors("waiting for new mail"):
             if b"IDLE" in self._client.capabilities():
+                deadline = time.monotonic() + seconds
                 self._client.idle()
+                responses: list[Any] = []
                 try:
-                    responses = list(self._client.idle_check(timeout=seconds))
+                    while (left := deadline - time.monotonic()) > 0:
+                        batch = self._client.idle_check(timeout=left)
+                        responses += batch
+                        if not batch or _announces_mail(batch):  # nothing: the time is up, or the server hung up
+                            break
                 finally:
                     responses += list(self._client.idle_done()[1])
-            else:
-                time.sleep(seconds)
+            else:  # no IDLE: a NOOP at most every NOOP_SECONDS, as mail clients poll
+                time.sleep(min(seconds, NOOP_SECONDS))
                 responses = list(self._client.noop()[1])
-        return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)
+        return _announces_mail(responses)
 
     def interrupt(self) -> None:
         """From another thread: end a ``wait_for_mail`` now by shutting the connection down."""
@@ -462,3 +472,8 @@ class Mailbox:
         with self._errors("reading flags"):
             data = self._client.fetch(list(uids), ["FLAGS"])
         return {uid: tuple(item[b"FLAGS"]) for uid, item in data.items()}
+
+
+def _announces_mail(responses: Sequence[Any]) -> bool:
+    """Whether untagged responses include ``n EXISTS`` or ``n RECENT``."""
+    return any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses)

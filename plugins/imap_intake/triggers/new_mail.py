@@ -8,9 +8,9 @@ stream (``shared_stream_key``), so fifty workspaces on one catch-all mailbox hol
 The session is blocking imapclient code, so it runs in a thread of its own (one per connection
 and folder) that hands events to the triggerer's event loop; the loop itself never blocks. The
 thread goes through the same mailbox seam as a poll (TLS rules, OAuth2, EXAMINE, no flag ever
-changed), ends each IDLE with DONE at least every ``check_seconds`` (far inside the 29 minutes
-servers allow), falls back to NOOP where the server has no IDLE, signs in again before an OAuth2
-token runs out, and reconnects with backoff after a drop, remembering the last UID it saw.
+changed), ends each IDLE with DONE every ``check_seconds`` (five minutes, far inside the 29 minutes
+servers allow; keepalives between cost nothing), falls back to NOOP where the server has no IDLE,
+signs in again before an OAuth2 token runs out, and reconnects with backoff after a drop, remembering the last UID it saw.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 from imap_intake.exceptions import ImapIntakeError
 
 log = logging.getLogger(__name__)
-CHECK_SECONDS = 30.0
+#: How often an idle session re-issues IDLE (DONE, a UID SEARCH, IDLE again): the bound on how long a
+#: silently dropped connection goes unnoticed (the cron safety net polls meanwhile), far inside the 29
+#: minutes RFC 2177 allows. Servers' keepalives between do not cost a round trip (``wait_for_mail``).
+CHECK_SECONDS = 300.0
 MAX_BACKOFF_SECONDS = 300.0
 
 
