@@ -1,7 +1,7 @@
 # The two commands for a newcomer: `make demo` and `make test`. Everything else is optional.
 PY := .venv/bin/python
 export PYTHONPATH := $(CURDIR)
-.PHONY: demo test airflow deliver down dist bench bench-backfill bench-push bench-survey scale reliability lock lint
+.PHONY: demo test airflow deliver down dist bench bench-backfill bench-push bench-survey scale scale-1000 compat reliability lock lint
 
 demo:
 	@bash scripts/bootstrap.sh
@@ -49,6 +49,15 @@ dist:
 scale:
 	@bash scripts/bootstrap.sh
 	@$(PY) -m bench.scale --write
+
+# The provider's tests against the older supported Airflow minors, each in its own venv (.compat/).
+compat:
+	@bash scripts/compat.sh
+
+# 1,000 workspaces (half push) on this machine, about an hour: figures per component, the same verdict.
+scale-1000:
+	@BENCH=1 bash scripts/bootstrap.sh
+	@$(PY) -m bench.scale_large --workspaces 1000 --write
 
 reliability:
 	@bash scripts/bootstrap.sh

@@ -127,6 +127,22 @@ def kill_a_worker_mid_task(cluster: AirflowCluster, meta: psycopg.Connection[Any
             "interrupted": [list(r) for r in running]}
 
 
+def kill_until_interrupted(cluster: AirflowCluster, meta: psycopg.Connection[Any], worker: Component, *, restart_after: float,
+                           timeout: float = 120, attempts: int = 3) -> dict[str, Any]:
+    """``kill_a_worker_mid_task`` again (after the restart) while every task it saw had already finished
+    by the SIGKILL (a poll takes about a second: the look and the kill can straddle its end)."""
+    for _ in range(attempts):
+        kill = kill_a_worker_mid_task(cluster, meta, worker, restart_after=restart_after, timeout=timeout)
+        finished = [key for key in kill["interrupted"] if (meta.execute(
+            "SELECT state = 'success' AND try_number = %s AND end_date <= to_timestamp(%s) FROM task_instance "
+            "WHERE dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s",
+            (key[3], kill["killed_at"], key[0], key[1], key[2], key[4])).fetchone() or (False,))[0]]
+        if len(finished) < len(kill["interrupted"]):
+            return kill
+        print("scale: the task(s) had finished before the SIGKILL; once more", flush=True)
+    return kill
+
+
 def wait_for_drain(ledger: psycopg.Connection[Any], out: Deliveries, timeout: float) -> float:
     """Until every delivered order is imported; returns when that was (epoch seconds)."""
     deadline = time.monotonic() + timeout
@@ -228,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         delivery = threading.Thread(target=deliver, args=(found, boxes, owners, args.per_minute, until, out, rng), daemon=True)
         delivery.start()
         time.sleep(args.minutes * 60 * 0.4)
-        kill = kill_a_worker_mid_task(cluster, meta, workers[0], restart_after=20)
+        kill = kill_until_interrupted(cluster, meta, workers[0], restart_after=20)
         delivery.join()
         load_ended = time.time()
         print(f"scale: delivered {out.messages} messages with {len(out.orders)} orders; draining", flush=True)

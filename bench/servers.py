@@ -41,9 +41,13 @@ class Servers:
 
 
 @contextmanager
-def servers(prefix: str, *, redis: bool = False) -> Iterator[Servers]:
+def servers(prefix: str, *, redis: bool = False, imap_sessions: int | None = None, pg_connections: int | None = None) -> Iterator[Servers]:
     found = Servers(Path(tempfile.mkdtemp(prefix=prefix)), PostgresServer.create(), DovecotServer.create(),
                     RedisServer.create() if redis else None)
+    if imap_sessions:  # a large run: as many sessions as asked, and Dovecot's default keepalive interval
+        found.dovecot.sessions, found.dovecot.keepalive = imap_sessions, 120
+    if pg_connections:
+        found.postgres.max_connections = pg_connections
     parts = {"postgres": str(found.postgres.data_dir), "dovecot": str(found.dovecot.root), "airflow": str(found.root / "airflow"),
              "scratch": str(found.root)}
     if found.redis:

@@ -28,6 +28,8 @@ class PostgresServer:
     user: str = "intake"
     password: str = "intake-dev-password"
     database: str = "imap_intake"
+    #: ``max_connections`` (Postgres' default 100 when None): ``make scale-1000`` runs more clients.
+    max_connections: int | None = None
 
     @classmethod
     def create(cls, port: int | None = None) -> PostgresServer:
@@ -59,6 +61,8 @@ class PostgresServer:
 
     def start(self) -> None:
         opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.data_dir} -c fsync=off"
+        if self.max_connections:
+            opts += f" -c max_connections={self.max_connections}"
         run_as_service_user(
             [_bin("pg_ctl"), "-D", str(self.data_dir), "-o", opts, "-l",
              str(self.data_dir / "server.log"), "-w", "-t", "60", "start"],
