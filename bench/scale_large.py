@@ -11,9 +11,10 @@ connections live in Airflow's metadata (imported, as a UI user would add them), 
 2. **load**: orders trickle in (``--per-minute`` to random workspaces) for ``--minutes``; a worker is
    SIGKILLed while it runs a task and started again.
 3. **drain**: until every delivered order is imported (a cron workspace's mail waits for its next run).
-4. **idle, all workspaces**: ``--idle-minutes`` (default one whole ``*/15`` cycle): CPU per idle run.
-5. **idle, push only**: the cron-only DAGs paused, ``--push-minutes``: what holding the IDLE sessions
+4. **idle, push only**: the cron-only DAGs paused, ``--push-minutes``: what holding the IDLE sessions
    costs per push workspace-hour.
+5. **idle, all workspaces**: the cron-only DAGs on again, ``--idle-minutes`` (default one whole ``*/15``
+   cycle): CPU per idle run.
 
 Sampled every ``--sample`` seconds: the triggerer's memory and threads, IMAP sessions per mailbox
 (``doveadm who``), Postgres connections; CPU per component (and Postgres, Dovecot) at each phase's
@@ -129,12 +130,13 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cron", default="*/15 * * * *", help="cron-only workspaces' schedule")
     parser.add_argument("--push-cron", default="0 */6 * * *", help="push workspaces' safety-net schedule")
     parser.add_argument("--import-tasks", type=int, default=1)
-    parser.add_argument("--minutes", type=float, default=6, help="how long mail is delivered")
+    parser.add_argument("--minutes", type=float, default=5, help="how long mail is delivered")
     parser.add_argument("--per-minute", type=float, default=20, help="messages delivered per minute")
     parser.add_argument("--idle-minutes", type=float, default=15, help="all workspaces idle (one */15 cycle)")
-    parser.add_argument("--push-minutes", type=float, default=6, help="only push workspaces on, idle")
+    parser.add_argument("--push-minutes", type=float, default=5, help="only push workspaces on, idle")
     parser.add_argument("--sample", type=float, default=5, help="seconds between samples")
-    parser.add_argument("--parse-interval", type=int, default=30, help="[dag_processor] min_file_process_interval (Airflow's default 30)")
+    parser.add_argument("--parse-interval", type=int, default=300,
+                        help="[dag_processor] min_file_process_interval (Airflow's default 30: a third of a core for 1,000 DAGs)")
     parser.add_argument("--write", action="store_true")
     return parser.parse_args(argv)
 
@@ -216,13 +218,17 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         print(f"scale-large: delivered {out.messages} messages with {len(out.orders)} orders; draining", flush=True)
         wait_for_drain(ledger, out, timeout=3600)
         wait_for_retries(meta, kill, timeout=900)
-        timeline.mark("idle")
-        print(f"scale-large: drained in {timeline.minutes('drain'):.1f} min; idle, all workspaces, {args.idle_minutes:g} min", flush=True)
-        time.sleep(args.idle_minutes * 60)
+        # Push only first: right after the drain a */15 boundary has just passed, so pausing the cron-only
+        # DAGs skips none of their runs; then they are on again for one whole cycle, all idle.
         timeline.mark("push-only")
         cluster.airflow("dags", "pause", "--treat-dag-id-as-regex", "-y", r"^imap_intake__c\d+$", timeout=900)
-        print(f"scale-large: cron-only workspaces paused; idle, push only, {args.push_minutes:g} min", flush=True)
+        print(f"scale-large: drained in {timeline.minutes('drain'):.1f} min; cron-only workspaces paused; idle, push only, "
+              f"{args.push_minutes:g} min", flush=True)
         time.sleep(args.push_minutes * 60)
+        cluster.airflow("dags", "unpause", "--treat-dag-id-as-regex", "-y", r"^imap_intake__c\d+$", timeout=900)
+        timeline.mark("idle")
+        print(f"scale-large: idle, all workspaces, {args.idle_minutes:g} min", flush=True)
+        time.sleep(args.idle_minutes * 60)
         timeline.mark("end")
         probe.stop()
         metrics.stop()

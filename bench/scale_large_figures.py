@@ -198,7 +198,7 @@ def _split(cpu: dict[str, float], workers: list[str]) -> dict[str, float]:
 def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], probe: Probe, metrics: Metrics, timeline: Timeline, *,
             appended: dict[str, tuple[float, bool]], push_workspaces: int, workers: list[str]) -> dict[str, Any]:
     phases: dict[str, Any] = {}
-    for name in ("warm-up", "load", "drain", "idle", "push-only"):
+    for name in ("warm-up", "load", "drain", "push-only", "idle"):
         start, end = timeline.window(name)
         cpu = _split(timeline.cpu(name), workers)
         samples = probe.between(start, end)
