@@ -160,6 +160,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--sample", type=float, default=5, help="seconds between samples")
     parser.add_argument("--parse-interval", type=int, default=300,
                         help="[dag_processor] min_file_process_interval (Airflow's default 30: a third of a core for 1,000 DAGs)")
+    parser.add_argument("--triggerer-capacity", type=int, default=2000, help="[triggerer] capacity (Airflow's default 1,000)")
     parser.add_argument("--write", action="store_true")
     return parser.parse_args(argv)
 
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         "workspaces": args.workspaces, "mailboxes": mailboxes, "push_workspaces": push_workspaces, "push_mailboxes": len(pushed),
         "catchalls": f"{args.catchalls} x {args.per_catchall}", "workers": args.workers, "concurrency": args.concurrency,
         "cron": args.cron, "push_cron": args.push_cron, "import_tasks": args.import_tasks, "parse_interval": args.parse_interval,
+        "triggerer_capacity": args.triggerer_capacity,
         "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
     verdict: Verdict | None = None
     with servers("imap-intake-scale-large-", redis=True, imap_sessions=max(200, 2 * mailboxes), pg_connections=400) as found:
@@ -199,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
                "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "1",
                "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "300",
                "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": str(args.parse_interval),
+               # Airflow's default, 1,000 triggers, is full with the idle checks of one */15 instant: the
+               # new-mail watchers would wait behind them (seen at 1,000 workspaces).
+               "AIRFLOW__TRIGGERER__CAPACITY": str(args.triggerer_capacity),
                **metrics.airflow_settings()}
         workers = [celery_worker(f"worker-{n}", concurrency=args.concurrency) for n in range(1, args.workers + 1)]
         cluster = found.cluster = AirflowCluster.create(root / "airflow", metadata, extra_env=env,
