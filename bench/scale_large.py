@@ -143,6 +143,21 @@ def wait_for_first_runs(meta: psycopg.Connection[Any], dags: int, timeout: float
     raise TimeoutError(f"the first runs of {dags} workspaces did not finish in {timeout:.0f} s")
 
 
+def wait_for_watchers(meta: psycopg.Connection[Any], count: int, timeout: float) -> float:
+    """Until ``count`` new-mail watchers are assigned to the triggerer. Airflow creates a watcher's trigger
+    when it parses the DAG file of an unpaused DAG: up to ``min_file_process_interval`` after the toggle.
+    Returns seconds waited."""
+    started = time.monotonic()
+    deadline = started + timeout
+    while time.monotonic() < deadline:
+        row = meta.execute("SELECT count(DISTINCT t.id) FROM asset_watcher w JOIN trigger t ON t.id = w.trigger_id "
+                           "WHERE t.triggerer_id IS NOT NULL").fetchone()
+        if row and row[0] >= count:
+            return time.monotonic() - started
+        time.sleep(5)
+    raise TimeoutError(f"{count} new-mail watchers not running after {timeout:.0f} s")
+
+
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspaces", type=int, default=1000)
@@ -234,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         timeline.mark("warm-up")
         cluster.airflow("dags", "unpause", "--treat-dag-id-as-regex", "-y", r"^imap_intake__[pc]\d+$", timeout=900)
         wait_for_first_runs(meta, args.workspaces, timeout=3600)
+        report["watchers_started_after_s"] = round(wait_for_watchers(meta, len(pushed), timeout=args.parse_interval + 600))
+        time.sleep(30)  # each watcher's session: connect, sign in, EXAMINE, IDLE
         timeline.mark("load")
         print(f"scale-large: warm-up done in {timeline.minutes('warm-up'):.1f} min; delivering {args.per_minute:g} messages "
               f"a minute for {args.minutes:g} min", flush=True)
