@@ -29,12 +29,14 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from bench.scale_checks import Verdict
 from bench.scale_figures import Sampler, cpu_seconds, figures
 from bench.servers import Servers, servers
 from devstack.airflow_cluster import AirflowCluster, Component, celery_settings, celery_worker
@@ -167,6 +169,35 @@ def wait_for_retries(meta: psycopg.Connection[Any], kill: dict[str, Any], timeou
         time.sleep(2)
 
 
+def judge(report: dict[str, Any], meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], found: Servers, boxes: list[str],
+          out: Deliveries, kill: dict[str, Any]) -> Verdict:
+    """The exactly-once verdict of the run (scale_checks.check); closes the run's two connections."""
+    from bench.scale_checks import check
+
+    report["kill"] = {k: v for k, v in kill.items() if k not in ("killed_at", "restarted_at")}
+    verdict = check(meta, ledger, found, boxes, out.orders, kill)
+    verdict.delivery_error = out.error
+    meta.close()
+    ledger.close()
+    return verdict
+
+
+def conclude(report: dict[str, Any], verdict: Verdict, root: Path, groups: list[int], pids: list[int], *, results: Path | None,
+             render: Callable[[dict[str, Any], Path], None]) -> int:
+    """After teardown: what was left running, the report (kept in ``results`` and rendered into
+    docs/scaling.md when given), the verdict line; the exit status."""
+    from bench.scale_checks import left_running
+
+    verdict.left_running = left_running(root, groups, pids)
+    report["verdict"] = verdict.as_dict()
+    print(json.dumps(report, indent=2), flush=True)
+    if results is not None:
+        results.write_text(json.dumps(report, indent=2) + "\n")
+        render(report, Path(__file__).resolve().parent.parent / "docs" / "scaling.md")
+    print(verdict.line(), flush=True)
+    return 0 if verdict.passed else 1
+
+
 def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workspaces", type=int, default=50)
@@ -190,7 +221,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = arguments(argv)
-    from bench.scale_checks import Verdict, check, left_running, server_pids
+    from bench.scale_checks import server_pids
 
     owners = spread(args.workspaces, args.mailboxes)
     rng = random.Random(16)
@@ -200,7 +231,6 @@ def main(argv: list[str] | None = None) -> int:
                               "command": "make scale" + (" (--start-in-worker)" if args.start_in_worker else ""),
                               "start_in_triggerer": not args.start_in_worker,
                               "scheduler_idle_sleep": args.scheduler_idle_sleep, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
-    verdict: Verdict | None = None
     with servers("imap-intake-scale-", redis=True) as found:
         assert found.redis is not None
         root = found.root
@@ -261,22 +291,11 @@ def main(argv: list[str] | None = None) -> int:
                                     cpu=(cpu_before, cpu_after), workers=[w.name for w in workers])
         report["delivered"] = {"messages": out.messages, "orders": len(out.orders), "minutes": args.minutes,
                                "per_minute": args.per_minute}
-        report["kill"] = {k: v for k, v in kill.items() if k not in ("killed_at", "restarted_at")}
-        verdict = check(meta, ledger, found, boxes, out.orders, kill)
-        verdict.delivery_error = out.error
-        meta.close()
-        ledger.close()
+        verdict = judge(report, meta, ledger, found, boxes, out, kill)
         groups, pids = list(cluster.pgids.values()), server_pids(found)
-    verdict.left_running = left_running(found.root, groups, pids)
-    report["verdict"] = verdict.as_dict()
-    print(json.dumps(report, indent=2), flush=True)
-    if args.write:
-        from bench.scale_figures import render
+    from bench.scale_figures import render
 
-        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        render(report, Path(__file__).resolve().parent.parent / "docs" / "scaling.md")
-    print(verdict.line(), flush=True)
-    return 0 if verdict.passed else 1
+    return conclude(report, verdict, found.root, groups, pids, results=RESULTS if args.write else None, render=render)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from typing import Any
 
 import psycopg
 
-from bench.scale import Deliveries, kill_until_interrupted, wait_for_drain, wait_for_retries
+from bench.scale import Deliveries, conclude, judge, kill_until_interrupted, wait_for_drain, wait_for_retries
 from bench.scale_large_figures import Metrics, Probe, Timeline, figures, render
 from bench.servers import Servers, servers
 from devstack.airflow_cluster import AirflowCluster, celery_settings, celery_worker
@@ -182,7 +182,7 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario, phase after phase
     args = arguments(argv)
-    from bench.scale_checks import Verdict, check, left_running, server_pids
+    from bench.scale_checks import server_pids
 
     owners = plan(args.workspaces, args.catchalls, args.per_catchall)
     mailboxes = max(owners) + 1
@@ -197,7 +197,6 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         "cron": args.cron, "push_cron": args.push_cron, "import_tasks": args.import_tasks, "parse_interval": args.parse_interval,
         "triggerer_capacity": args.triggerer_capacity,
         "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
-    verdict: Verdict | None = None
     with servers("imap-intake-scale-large-", redis=True, imap_sessions=max(200, 2 * mailboxes), pg_connections=400) as found:
         assert found.redis is not None
         root = found.root
@@ -279,23 +278,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         timeline.mark("end")
         probe.stop()
         metrics.stop()
-        report["figures"] = figures(meta, ledger, probe, metrics, timeline, appended=appended, push_workspaces=push_workspaces,
-                                    workers=[w.name for w in workers])
+        interrupted = {dag_id.removeprefix("imap_intake__") for dag_id, *_ in kill["interrupted"]}
+        report["figures"] = figures(meta, ledger, probe, metrics, timeline, appended=appended, orders=out.orders, interrupted=interrupted,
+                                    push_workspaces=push_workspaces, workers=[w.name for w in workers])
         report["delivered"] = {"messages": out.messages, "orders": len(out.orders), "minutes": args.minutes, "per_minute": args.per_minute}
-        report["kill"] = {k: v for k, v in kill.items() if k not in ("killed_at", "restarted_at")}
-        verdict = check(meta, ledger, found, boxes, out.orders, kill)
-        verdict.delivery_error = out.error
-        meta.close()
-        ledger.close()
+        verdict = judge(report, meta, ledger, found, boxes, out, kill)
         groups, pids = list(cluster.pgids.values()), server_pids(found)
-    verdict.left_running = left_running(found.root, groups, pids)
-    report["verdict"] = verdict.as_dict()
-    print(json.dumps(report, indent=2), flush=True)
-    if args.write:
-        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
-        render(report, Path(__file__).resolve().parent.parent / "docs" / "scaling.md")
-    print(verdict.line(), flush=True)
-    return 0 if verdict.passed else 1
+    return conclude(report, verdict, found.root, groups, pids, results=RESULTS if args.write else None, render=render)
 
 
 if __name__ == "__main__":
