@@ -46,19 +46,28 @@ def _lines(rng: random.Random, count: int) -> list[tuple[str, str, Decimal, Deci
     return out
 
 
+def _net(lines: list[tuple[str, str, Decimal, Decimal, Decimal]]) -> Decimal:
+    return sum((amount for *_x, amount in lines), Decimal(0))
+
+
+def _truth(number: str, day: dt.date, lines: list[tuple[str, str, Decimal, Decimal, Decimal]]) -> Truth:
+    """What the reader must find: the order's number, date and each line's quantity, price and amount."""
+    return Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+
+
 def english(rng: random.Random, n: int) -> tuple[bytes, Truth]:
     number, day = f"PO-{rng.randint(10000, 99999)}", dt.date(2026, rng.randint(1, 12), rng.randint(1, 28))
     lines = _lines(rng, rng.randint(1, 8))
     columns = [Column("Line", 40), Column("Item No.", 70), Column("Description", 140), Column("Qty", 350, right=True),
                Column("Unit", 360), Column("Unit Price", 460, right=True), Column("Amount", 550, right=True)]
     rows = [[str(i + 1), sku, desc, str(q), "EA", _money(p, False), _money(a, False)] for i, (sku, desc, q, p, a) in enumerate(lines)]
-    net = sum((a for *_x, a in lines), Decimal(0))
+    net = _net(lines)
     tax = (net * Decimal("0.08")).quantize(Decimal("0.01"))
     pdf = order_pdf(["PURCHASE ORDER", f"PO Number: {number}", f"Order Date: {day.isoformat()}", "Buyer: Acme Retail Inc",
                      "Ship to: 1 Harbor Way, Oakland CA"], columns, rows,
                     [("Subtotal", _money(net, False)), ("Sales tax 8%", _money(tax, False)), ("Total USD", _money(net + tax, False))],
                     words=True)  # each word placed on its own
-    return pdf, Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+    return pdf, _truth(number, day, lines)
 
 
 def german(rng: random.Random, n: int) -> tuple[bytes, Truth]:
@@ -67,12 +76,12 @@ def german(rng: random.Random, n: int) -> tuple[bytes, Truth]:
     columns = [Column("Pos.", 40), Column("Artikel-Nr.", 70), Column("Bezeichnung", 140), Column("Menge", 350, right=True),
                Column("ME", 360), Column("Einzelpreis", 460, right=True), Column("Gesamtpreis", 550, right=True)]
     rows = [[str((i + 1) * 10), sku, desc, str(q), "ST", _money(p, True), _money(a, True)] for i, (sku, desc, q, p, a) in enumerate(lines)]
-    net = sum((a for *_x, a in lines), Decimal(0))
+    net = _net(lines)
     vat = (net * Decimal("0.19")).quantize(Decimal("0.01"))
     pdf = order_pdf([f"Bestellung {number}", f"Bestelldatum: {day:%d.%m.%Y}", "Besteller: Nordwind Logistik GmbH",
                      "Bitte bei Rückfragen die Bestellnummer angeben."], columns, rows,
                     [("Nettobetrag EUR", _money(net, True)), ("MwSt. 19 %", _money(vat, True)), ("Gesamtbetrag EUR", _money(net + vat, True))])
-    return pdf, Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+    return pdf, _truth(number, day, lines)
 
 
 def dollars(rng: random.Random, n: int) -> tuple[bytes, Truth]:
@@ -82,10 +91,10 @@ def dollars(rng: random.Random, n: int) -> tuple[bytes, Truth]:
     columns = [Column("SKU", 40), Column("Description", 120), Column("Quantity", 380, right=True), Column("Price", 460, right=True),
                Column("Total", 550, right=True)]
     rows = [[sku, desc, f"{q:,}", _money(p, False, "$"), _money(a, False, "$")] for sku, desc, q, p, a in lines]
-    net = sum((a for *_x, a in lines), Decimal(0))
+    net = _net(lines)
     pdf = order_pdf(["Purchase Order", f"Order #: {number}", f"Date: {day:%m/%d/%Y}".replace(f"{day:%m/%d/%Y}", day.isoformat())],
                     columns, rows, [("Order Total", _money(net, False, "$"))])
-    return pdf, Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+    return pdf, _truth(number, day, lines)
 
 
 def wrapped(rng: random.Random, n: int) -> tuple[bytes, Truth]:
@@ -95,10 +104,10 @@ def wrapped(rng: random.Random, n: int) -> tuple[bytes, Truth]:
     columns = [Column("Pos", 40), Column("Bezeichnung", 80), Column("Menge", 360, right=True), Column("Einzelpreis", 460, right=True),
                Column("Betrag", 550, right=True)]
     rows = [[str(i + 1), desc, str(q), _money(p, True), _money(a, True)] for i, (_s, desc, q, p, a) in enumerate(lines)]
-    net = sum((a for *_x, a in lines), Decimal(0))
+    net = _net(lines)
     pdf = order_pdf([f"Auftrag Nr. {number}", f"Datum: {day:%d.%m.%Y}"], columns, rows, [("Summe netto", _money(net, True))],
                     wrap={i: "Lieferung frei Haus, Anlieferung Rampe 3" for i in range(0, len(rows), 2)})
-    return pdf, Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+    return pdf, _truth(number, day, lines)
 
 
 def long_order(rng: random.Random, n: int) -> tuple[bytes, Truth]:
@@ -108,10 +117,10 @@ def long_order(rng: random.Random, n: int) -> tuple[bytes, Truth]:
     columns = [Column("Item", 40), Column("Part Number", 70), Column("Description", 150), Column("Qty", 370, right=True),
                Column("UOM", 380), Column("Unit Cost", 470, right=True), Column("Extended Price", 555, right=True)]
     rows = [[str(i + 1), sku, desc, str(q), "EA", _money(p, False), _money(a, False)] for i, (sku, desc, q, p, a) in enumerate(lines)]
-    net = sum((a for *_x, a in lines), Decimal(0))
+    net = _net(lines)
     pdf = order_pdf(["PURCHASE ORDER", f"Purchase Order No: {number}", f"PO Date: {day.isoformat()}"], columns, rows,
                     [("Total", _money(net, False))], rows_per_page=25, words=n % 2 == 0)
-    return pdf, Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+    return pdf, _truth(number, day, lines)
 
 
 def reordered(rng: random.Random, n: int) -> tuple[bytes, Truth]:
@@ -121,10 +130,10 @@ def reordered(rng: random.Random, n: int) -> tuple[bytes, Truth]:
     columns = [Column("Qty", 60, right=True), Column("Item Number", 80), Column("Description", 170), Column("Unit Price", 460, right=True),
                Column("Ext. Price", 550, right=True)]
     rows = [[str(q), sku, desc, _money(p, False), _money(a, False)] for sku, desc, q, p, a in lines]
-    net = sum((a for *_x, a in lines), Decimal(0))
+    net = _net(lines)
     pdf = order_pdf(["ORDER", f"Order No. {number}", f"Order Date: {day.isoformat()}"], columns, rows,
                     [("Subtotal", _money(net, False)), ("Freight", "0.00"), ("Grand Total", _money(net, False))])
-    return pdf, Truth(number, day, tuple((q, p, a) for *_x, q, p, a in lines))
+    return pdf, _truth(number, day, lines)
 
 
 LAYOUTS: dict[str, Callable[[random.Random, int], tuple[bytes, Truth]]] = {
