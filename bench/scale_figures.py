@@ -32,24 +32,30 @@ class Sampler(threading.Thread):
     def run(self) -> None:
         with psycopg.connect(self.found.postgres.dsn, autocommit=True) as connection:
             while not self._stop_event.wait(1.0):
-                rows = connection.execute("SELECT datname, count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                                          "AND datname IS NOT NULL GROUP BY datname").fetchall()
-                by_name = {name: count for name, count in rows}
-                for label, database in self.databases.items():
-                    self.pg_peak[label] = max(self.pg_peak[label], by_name.get(database, 0))
-                sessions = self.imap_sessions()
+                for label, count in postgres_connections(connection, self.databases).items():
+                    self.pg_peak[label] = max(self.pg_peak[label], count)
+                sessions = imap_sessions(self.found)
                 for user, count in sessions.items():
                     self.imap_peak[user] = max(self.imap_peak[user], count)
                 self.imap_total_peak = max(self.imap_total_peak, sum(sessions.values()))
 
-    def imap_sessions(self) -> Counter[str]:
-        done = subprocess.run(["doveadm", "-c", str(self.found.dovecot.config_path), "who", "-1"], capture_output=True,
-                              text=True, timeout=30)
-        return Counter(line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip())
-
     def stop(self) -> None:
         self._stop_event.set()
         self.join(timeout=10)
+
+
+def imap_sessions(found: Servers, *, timeout: float = 30) -> Counter[str]:
+    """IMAP sessions open now, per user (``doveadm who``)."""
+    done = subprocess.run(["doveadm", "-c", str(found.dovecot.config_path), "who", "-1"], capture_output=True, text=True,
+                          timeout=timeout)
+    return Counter(line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip())
+
+
+def postgres_connections(connection: psycopg.Connection[Any], databases: dict[str, str]) -> dict[str, int]:
+    """Client connections now, per label of ``databases`` (label -> database name)."""
+    rows = dict(connection.execute("SELECT datname, count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                                   "AND datname IS NOT NULL GROUP BY datname").fetchall())
+    return {label: rows.get(database, 0) for label, database in databases.items()}
 
 
 def cpu_seconds(cluster: AirflowCluster, names: list[str]) -> dict[str, float]:

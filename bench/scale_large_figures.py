@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import psycopg
 
-from bench.scale_figures import cpu_seconds
+from bench.scale_figures import cpu_seconds, imap_sessions, postgres_connections
 from bench.servers import Servers
 from devstack.airflow_cluster import AirflowCluster
 
@@ -149,16 +149,11 @@ class Probe(threading.Thread):
                 threads += process.num_threads()
             except psutil.Error:
                 continue
-        done = subprocess.run(["doveadm", "-c", str(self.found.dovecot.config_path), "who", "-1"], capture_output=True,
-                              text=True, timeout=60)
-        sessions = Counter(line.split()[0] for line in done.stdout.splitlines()[1:] if line.strip())
+        sessions = imap_sessions(self.found, timeout=60)  # a thousand users
         for user, count in sessions.items():
             self.imap_peak[user] = max(self.imap_peak[user], count)
-        rows = dict(connection.execute("SELECT datname, count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
-                                       "AND datname IS NOT NULL GROUP BY datname").fetchall())
         return {"t": time.time(), "triggerer_rss_mb": rss / 2**20, "triggerer_threads": threads,
-                "imap_sessions": sum(sessions.values()),
-                "pg": {label: rows.get(database, 0) for label, database in self.databases.items()}}
+                "imap_sessions": sum(sessions.values()), "pg": postgres_connections(connection, self.databases)}
 
     def stop(self) -> None:
         self._stop_event.set()
@@ -189,10 +184,9 @@ AIRFLOW_PARTS = ("scheduler", "triggerer", "workers")
 
 
 def _split(cpu: dict[str, float], workers: list[str]) -> dict[str, float]:
-    split = {"scheduler": cpu.get("scheduler", 0.0), "triggerer": cpu.get("triggerer", 0.0),
-             "workers": round(sum(cpu.get(w, 0.0) for w in workers), 1), "dag-processor": cpu.get("dag-processor", 0.0),
-             "api-server": cpu.get("api-server", 0.0), "postgres": cpu.get("postgres", 0.0), "dovecot": cpu.get("dovecot", 0.0)}
-    return split
+    return {"scheduler": cpu.get("scheduler", 0.0), "triggerer": cpu.get("triggerer", 0.0),
+            "workers": round(sum(cpu.get(w, 0.0) for w in workers), 1), "dag-processor": cpu.get("dag-processor", 0.0),
+            "api-server": cpu.get("api-server", 0.0), "postgres": cpu.get("postgres", 0.0), "dovecot": cpu.get("dovecot", 0.0)}
 
 
 def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], probe: Probe, metrics: Metrics, timeline: Timeline, *,
