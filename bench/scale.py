@@ -36,7 +36,7 @@ from typing import Any
 
 import psycopg
 
-from bench.scale_checks import Verdict
+from bench.scale_checks import Verdict, finished_before_kill, task_after_kill
 from bench.scale_figures import Sampler, cpu_seconds, figures
 from bench.servers import Servers, servers
 from devstack.airflow_cluster import AirflowCluster, Component, celery_settings, celery_worker
@@ -135,11 +135,7 @@ def kill_until_interrupted(cluster: AirflowCluster, meta: psycopg.Connection[Any
     by the SIGKILL (a poll takes about a second: the look and the kill can straddle its end)."""
     for _ in range(attempts):
         kill = kill_a_worker_mid_task(cluster, meta, worker, restart_after=restart_after, timeout=timeout)
-        finished = [key for key in kill["interrupted"] if (meta.execute(
-            "SELECT state = 'success' AND try_number = %s AND end_date <= to_timestamp(%s) FROM task_instance "
-            "WHERE dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s",
-            (key[3], kill["killed_at"], key[0], key[1], key[2], key[4])).fetchone() or (False,))[0]]
-        if len(finished) < len(kill["interrupted"]):
+        if not all(finished_before_kill(task_after_kill(meta, task, kill["killed_at"]), task[3]) for task in kill["interrupted"]):
             return kill
         print("scale: the task(s) had finished before the SIGKILL; once more", flush=True)
     return kill

@@ -114,14 +114,25 @@ def _stored(uri: str, sha256: str) -> bool:
     return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
 
 
+def task_after_kill(meta: psycopg.Connection[Any], task: list[Any], killed_at: float) -> tuple[Any, ...] | None:
+    """(state, try_number, ended before the kill) of one task the kill saw running: (dag_id, run_id, task_id, try, map_index)."""
+    dag_id, run_id, task_id, _try_number, map_index = task
+    return meta.execute("SELECT state, try_number, end_date <= to_timestamp(%s) FROM task_instance WHERE dag_id = %s "
+                        "AND run_id = %s AND task_id = %s AND map_index = %s", (killed_at, dag_id, run_id, task_id, map_index)).fetchone()
+
+
+def finished_before_kill(row: tuple[Any, ...] | None, try_number: int) -> bool:
+    """It finished between the look at the running tasks and the SIGKILL: the kill interrupted nothing of it."""
+    return bool(row and row[0] == "success" and row[1] == try_number and row[2])
+
+
 def _check_worker_loss(v: Verdict, meta: psycopg.Connection[Any], kill: dict[str, Any]) -> None:
     v.interrupted = len(kill["interrupted"])
-    for dag_id, run_id, task_id, try_number, map_index in kill["interrupted"]:
-        row = meta.execute("SELECT state, try_number, end_date <= to_timestamp(%s) FROM task_instance WHERE dag_id = %s "
-                           "AND run_id = %s AND task_id = %s AND map_index = %s",
-                           (kill["killed_at"], dag_id, run_id, task_id, map_index)).fetchone()
-        if row and row[0] == "success" and row[1] == try_number and row[2]:
-            v.interrupted -= 1  # it finished between the look at the running tasks and the SIGKILL: not interrupted
+    for task in kill["interrupted"]:
+        dag_id, run_id, task_id, try_number, _map_index = task
+        row = task_after_kill(meta, task, kill["killed_at"])
+        if finished_before_kill(row, try_number):
+            v.interrupted -= 1
             continue
         # The retry ran to its end: success, or skipped (an import slot whose orders another slot took first).
         if row and row[0] in {"success", "skipped"} and row[1] > try_number:
