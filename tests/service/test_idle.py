@@ -11,8 +11,10 @@ import textwrap
 import pytest
 
 from devstack.samples import PO_CSV_EN, message
+from imap_intake.service.check_reuse import CheckReuse
 from imap_intake.service.idle import check_idle
 from imap_intake.service.run import run_import, run_poll
+from imap_intake.store import db as store_db
 
 pytestmark = pytest.mark.integration
 NOW = dt.datetime.now(dt.UTC)
@@ -68,3 +70,34 @@ def test_a_check_that_cannot_sign_in_hands_the_poll_to_a_worker(workspace, mail_
     monkeypatch.setenv("AIRFLOW_CONN_IMAP_IDLE", json.dumps({**connection, "password": "Wrong-Password-Idle-1"}))
     verdict = check_idle(slug, now=dt.datetime.now(dt.UTC), backfill=False, workspaces_file=file)
     assert not verdict.idle and "could not decide" in verdict.reason and "Wrong-Password-Idle-1" not in verdict.reason
+
+
+def test_the_triggerer_keeps_its_ledger_connection_and_checks_afresh_when_postgres_dropped_it(workspace, mail_user, append, db) -> None:  # type: ignore[no-untyped-def]
+    slug, file = workspace
+    append(mail_user, [order(mail_user, 1)])
+    run_poll(slug, now=NOW, workspaces_file=file)
+    run_import(slug, now=dt.datetime.now(dt.UTC), workspaces_file=file)
+    reuse = CheckReuse()
+    dsn = store_db.dsn_for_connection("imap_intake_db")
+    check = lambda: check_idle(slug, now=dt.datetime.now(dt.UTC), backfill=False, workspaces_file=file, reuse=reuse)  # noqa: E731
+    assert check().idle
+    [kept] = reuse.kept_backends(dsn)
+    assert check().idle
+    assert reuse.kept_backends(dsn) == [kept]  # the same session served the second check
+    db.execute("SELECT pg_terminate_backend(%s)", (kept,))  # what a Postgres restart does to it
+    after = check()
+    assert after.idle, after.reason  # decided on a fresh connection, not handed to a worker by a stale one
+    assert reuse.kept_backends(dsn) not in ([], [kept])
+
+
+def test_connection_lookups_are_kept_for_a_while() -> None:
+    clock = [0.0]
+    reuse = CheckReuse(clock=lambda: clock[0], lookup_seconds=30)
+    loads: list[int] = []
+    load = lambda: loads.append(1) or len(loads)  # noqa: E731
+    assert reuse.lookup("imap", "imap_a", load) == 1
+    clock[0] = 29.0
+    assert reuse.lookup("imap", "imap_a", load) == 1  # within the time: not asked again
+    assert reuse.lookup("imap", "imap_b", load) == 2  # another connection is its own entry
+    clock[0] = 31.0
+    assert reuse.lookup("imap", "imap_a", load) == 3  # an edit in the UI is seen after at most lookup_seconds

@@ -14,15 +14,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
+
 from imap_intake.hooks.imap import ImapIntakeHook
 from imap_intake.imap.mailbox import Mailbox
+from imap_intake.service.check_reuse import CheckReuse
 from imap_intake.service.imports import count_importable
 from imap_intake.service.poll import plan_sweep, rules_fingerprint
 from imap_intake.service.run import ledger_connection, parse_window
+from imap_intake.store import db
 from imap_intake.store.ledger import Ledger
 from imap_intake.workspaces import get_workspace
 
@@ -37,23 +43,55 @@ class IdleCheck:
 
 def check_idle(slug: str, *, now: dt.datetime, backfill: bool, since: Any = None, until: Any = None,
                interval: tuple[Any, Any] = (None, None), run_id: str | None = None,
-               workspaces_file: str | Path | None = None) -> IdleCheck:
+               workspaces_file: str | Path | None = None, reuse: CheckReuse | None = None) -> IdleCheck:
     """Whether this run has nothing to do (see the module docstring). Never raises: an error is a
-    reason to let the poll run, not a verdict."""
+    reason to let the poll run, not a verdict. ``reuse`` (the triggerer's) keeps connection lookups
+    and ledger connections between checks; after an error with a kept connection the check is made
+    once more afresh (a restarted Postgres breaks every kept connection)."""
     if since or until:
         return IdleCheck(False, "a backfill window was given: the poll reads it")
-    try:
-        return _check(slug, now=now, backfill=backfill, interval=interval, run_id=run_id, workspaces_file=workspaces_file)
-    except Exception as exc:  # noqa: BLE001 - the worker's poll reports it properly
-        return IdleCheck(False, f"the idle check could not decide ({type(exc).__name__}: {exc}); the poll runs")
+    attempts = 2 if reuse is not None else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return _check(slug, now=now, backfill=backfill, interval=interval, run_id=run_id, workspaces_file=workspaces_file,
+                          reuse=reuse)
+        except psycopg.OperationalError as exc:
+            if attempt == attempts:
+                return _undecided(exc)
+            log.info("workspace '%s': a kept ledger connection failed (%s): checking again afresh", slug, exc)
+        except Exception as exc:  # noqa: BLE001 - the worker's poll reports it properly
+            return _undecided(exc)
+    raise AssertionError("unreachable")
+
+
+def _undecided(exc: Exception) -> IdleCheck:
+    return IdleCheck(False, f"the idle check could not decide ({type(exc).__name__}: {exc}); the poll runs")
+
+
+@contextmanager
+def _ledger(conn_id: str, reuse: CheckReuse | None) -> Iterator[psycopg.Connection]:
+    if reuse is None:
+        with ledger_connection(conn_id) as connection:
+            yield connection
+        return
+    dsn = reuse.lookup("dsn", conn_id, lambda: db.dsn_for_connection(conn_id))
+    with reuse.connection(dsn, _connect_and_migrate) as connection:
+        yield connection
+
+
+def _connect_and_migrate(dsn: str) -> psycopg.Connection:
+    connection = db.connect_dsn(dsn)
+    db.migrate(connection)
+    return connection
 
 
 def _check(slug: str, *, now: dt.datetime, backfill: bool, interval: tuple[Any, Any], run_id: str | None,
-           workspaces_file: str | Path | None) -> IdleCheck:
+           workspaces_file: str | Path | None, reuse: CheckReuse | None) -> IdleCheck:
     workspace = get_workspace(slug, workspaces_file)
-    settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
+    hook = ImapIntakeHook(workspace.imap_conn_id)
+    settings = reuse.lookup("imap", workspace.imap_conn_id, hook.get_settings) if reuse is not None else hook.get_settings()
     folder = workspace.folder or settings.folder
-    with ledger_connection(workspace.postgres_conn_id) as connection:
+    with _ledger(workspace.postgres_conn_id, reuse) as connection:
         ledger = Ledger(connection, workspace=slug, account=settings.account, folder=folder)
         if backfill:
             window = parse_window(*interval, now=now)

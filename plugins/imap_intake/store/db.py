@@ -6,6 +6,7 @@ an Airflow ``postgres`` connection (``imap_intake_db`` by default) or a DSN.
 
 from __future__ import annotations
 
+import functools
 import logging
 from importlib import resources
 
@@ -54,13 +55,18 @@ def connect(conn_id: str) -> psycopg.Connection:
     return connection
 
 
-def migrations() -> list[tuple[str, str]]:
+@functools.cache
+def migrations() -> tuple[tuple[str, str], ...]:
+    """The package's SQL migrations, in order (read once per process: they ship with the code)."""
     folder = resources.files("imap_intake.store") / "migrations"
-    return sorted((p.name, p.read_text()) for p in folder.iterdir() if p.name.endswith(".sql"))
+    return tuple(sorted((p.name, p.read_text()) for p in folder.iterdir() if p.name.endswith(".sql")))
 
 
 def migrate(connection: psycopg.Connection) -> list[str]:
-    """Apply the repo's SQL migrations that are missing, once, under an advisory lock."""
+    """Apply the repo's SQL migrations that are missing, once, under an advisory lock. A database
+    that has the newest one already costs two reads (every poll and idle check connects through here)."""
+    if _has_latest(connection):
+        return []
     applied: list[str] = []
     with connection.transaction():
         connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
@@ -78,3 +84,11 @@ def migrate(connection: psycopg.Connection) -> list[str]:
             applied.append(name)
             log.info("applied migration %s", name)
     return applied
+
+
+def _has_latest(connection: psycopg.Connection) -> bool:
+    """Whether the newest migration is recorded (they are applied in order, in one transaction)."""
+    newest = migrations()[-1][0]
+    if connection.execute("SELECT to_regclass('imap_intake.schema_migration')").fetchone() in (None, (None,)):
+        return False
+    return connection.execute("SELECT 1 FROM imap_intake.schema_migration WHERE version = %s", (newest,)).fetchone() is not None

@@ -11,7 +11,9 @@ it always did.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
+import functools
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -32,6 +34,7 @@ class IdleCheckTrigger(BaseTrigger):
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from imap_intake.operators.intake import is_backfill
+        from imap_intake.service.check_reuse import SHARED, THREAD_POOL
         from imap_intake.service.idle import check_idle
 
         try:
@@ -42,12 +45,15 @@ class IdleCheckTrigger(BaseTrigger):
             return
         dag_run = context.get("dag_run")
         conf = getattr(dag_run, "conf", None) or {}
-        verdict = await asyncio.to_thread(
+        check = functools.partial(
             check_idle, self.workspace, now=dt.datetime.now(dt.UTC), backfill=is_backfill(dag_run),
             since=conf.get("since") or None, until=conf.get("until") or None,
             interval=(context.get("data_interval_start"), context.get("data_interval_end")),
-            run_id=context.get("run_id") or None, workspaces_file=self.workspaces_file,
+            run_id=context.get("run_id") or None, workspaces_file=self.workspaces_file, reuse=SHARED,
         )
+        # The checks' own threads (as asyncio.to_thread, with the context copied): connection lookups
+        # and ledger connections are kept between checks (imap_intake.service.check_reuse).
+        verdict = await asyncio.get_running_loop().run_in_executor(THREAD_POOL, contextvars.copy_context().run, check)
         if verdict.idle:
             self.log.info("workspace '%s': %s: the run ends here, without a worker", self.workspace, verdict.reason)
             yield TaskSkippedEvent()
