@@ -32,9 +32,10 @@ def orders_asset(slug: str) -> Asset:
     return Asset(name=f"imap_intake__{slug}__purchase_orders", uri=f"imap-intake://{slug}/purchase-orders")
 
 
-def new_mail_asset(imap_conn_id: str, folder: str | None) -> Asset:
+def new_mail_asset(imap_conn_id: str, folder: str | None, postgres_conn_id: str = "") -> Asset:
     """New mail in a connection's folder, watched by the triggerer with IMAP IDLE (push workspaces).
-    Workspaces on the same connection and folder share this asset, its one trigger and its session."""
+    Workspaces on the same connection and folder share this asset, its one trigger and its session;
+    ``postgres_conn_id`` (their ledger) lets a starting watch report the mail their polls have not reached."""
     from airflow.sdk import AssetWatcher
 
     from imap_intake.triggers.new_mail import NewMailTrigger
@@ -44,7 +45,8 @@ def new_mail_asset(imap_conn_id: str, folder: str | None) -> Asset:
     return Asset(
         name=f"imap_intake__new_mail__{label}",
         uri=f"imap-intake://mailbox/{quote(imap_conn_id, safe='')}/{quote(where or '~', safe='')}",
-        watchers=[AssetWatcher(name=f"imap_intake__idle__{label}", trigger=NewMailTrigger(imap_conn_id=imap_conn_id, folder=where))],
+        watchers=[AssetWatcher(name=f"imap_intake__idle__{label}", trigger=NewMailTrigger(imap_conn_id=imap_conn_id, folder=where,
+                                                                                          postgres_conn_id=postgres_conn_id))],
     )
 
 
@@ -56,7 +58,7 @@ def _schedule(workspace: Workspace) -> Any:
         return cron
     from airflow.sdk import AssetOrTimeSchedule
 
-    return AssetOrTimeSchedule(timetable=cron, assets=new_mail_asset(workspace.imap_conn_id, workspace.folder))
+    return AssetOrTimeSchedule(timetable=cron, assets=new_mail_asset(workspace.imap_conn_id, workspace.folder, workspace.postgres_conn_id))
 
 
 def window_params() -> dict[str, Param]:

@@ -16,6 +16,8 @@ import pytest
 from devstack.dovecot import flags
 from devstack.faultproxy import FaultProxy
 from devstack.samples import message
+from imap_intake.hooks.imap import ImapIntakeHook
+from imap_intake.imap.mailbox import Mailbox
 from imap_intake.triggers.new_mail import NewMailTrigger
 
 pytestmark = pytest.mark.integration
@@ -143,3 +145,35 @@ def test_an_idle_session_waits_through_keepalives_and_wakes_on_mail(dovecot, mai
         assert time.monotonic() - started < 15
         timer.join()
 
+
+
+def test_a_watch_that_starts_reports_the_mail_its_polls_have_not_reached(dovecot, postgres, db, mail_user, append, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A deploy or a triggerer restart ends every watch: mail that arrives before the next one starts
+    must not wait for the cron safety net (six hours in the recommended setting)."""
+    _connection(monkeypatch, "imap_push_start", dovecot, mail_user, dovecot.tls_port)
+    monkeypatch.setenv("AIRFLOW_CONN_IMAP_PUSH_LEDGER", json.dumps({
+        "conn_type": "postgres", "host": "127.0.0.1", "port": postgres.port, "login": postgres.user,
+        "password": postgres.password, "schema": postgres.database}))
+    append(mail_user, _mail(mail_user, 1) + _mail(mail_user, 2) + _mail(mail_user, 3))
+    settings = ImapIntakeHook("imap_push_start").get_settings()
+    with Mailbox.open(settings) as mailbox:
+        uidvalidity, account = mailbox.examine("INBOX").uidvalidity, settings.account
+    for workspace, last_uid in (("polled_to_3", 3), ("polled_to_1", 1)):  # two workspaces on this mailbox
+        db.execute("INSERT INTO imap_intake.cursor (workspace, account, folder, uidvalidity, last_uid) VALUES (%s, %s, 'INBOX', %s, %s)",
+                   (f"{workspace}_{mail_user}", account, uidvalidity, last_uid))
+
+    async def first_event(trigger: NewMailTrigger, timeout: float) -> dict[str, Any] | None:
+        events = trigger.run()
+        try:
+            return (await asyncio.wait_for(events.__anext__(), timeout)).payload
+        except TimeoutError:
+            return None
+        finally:
+            await events.aclose()
+
+    started = asyncio.run(first_event(NewMailTrigger(imap_conn_id="imap_push_start", postgres_conn_id="imap_push_ledger"), 15))
+    assert started is not None, "the watch started without reporting mail a workspace's poll had not reached"
+    assert (started["first_uid"], started["last_uid"], started["count"]) == (2, 3, 2)
+    assert started["reason"] == "mail that arrived while no watch ran"
+    db.execute("UPDATE imap_intake.cursor SET last_uid = 3 WHERE account = %s", (account,))
+    assert asyncio.run(first_event(NewMailTrigger(imap_conn_id="imap_push_start", postgres_conn_id="imap_push_ledger"), 4)) is None
