@@ -27,7 +27,7 @@ bench:
 
 bench-backfill:
 	@BENCH=1 bash scripts/bootstrap.sh
-	@$(PY) -m bench.backfill --days 31 --messages 300 --write
+	@$(PY) -m bench.backfill --days 31 --messages 300 --max-active-runs 192 --runs-per-loop 256 --write
 	@$(PY) -c "import json, pathlib; from bench.report import render; render(json.loads(pathlib.Path('bench/results/latest.json').read_text()), pathlib.Path('docs/benchmarks.md'))"
 
 bench-push:

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import random
 import secrets
+import statistics
 import time
 from pathlib import Path
 
@@ -41,8 +42,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--days", type=int, default=31)
     parser.add_argument("--messages", type=int, default=300)
-    parser.add_argument("--max-active-runs", type=int, default=32)
+    parser.add_argument("--max-active-runs", type=int, default=192)
     parser.add_argument("--import-tasks", type=int, default=2)
+    parser.add_argument("--runs-per-loop", type=int, default=256,
+                        help="[scheduler] max_dagruns_per_loop_to_schedule (how many running runs one scheduler loop examines)")
     parser.add_argument("--write", action="store_true", help="keep the figures in bench/results/backfill.json for docs/benchmarks.md")
     args = parser.parse_args()
     with servers("imap-intake-bench-backfill-") as found:
@@ -59,6 +62,8 @@ def main() -> None:
         )
         env = {"IMAP_INTAKE_WORKSPACES_FILE": str(workspaces), "AIRFLOW_CONN_IMAP_INTAKE_DB": found.ledger_connection(),
                "AIRFLOW_CONN_IMAP_BENCH": found.imap_connection(user)}
+        if args.runs_per_loop:
+            env["AIRFLOW__SCHEDULER__MAX_DAGRUNS_PER_LOOP_TO_SCHEDULE"] = str(args.runs_per_loop)
         cluster = found.cluster = AirflowCluster.create(root / "airflow", postgres.create_database("airflow"), extra_env=env)
         cluster.migrate()
         cluster.start()
@@ -72,13 +77,15 @@ def main() -> None:
         metadata_dsn = postgres.dsn.rsplit("/", 1)[0] + "/airflow"
         with db.connect_dsn(metadata_dsn) as airflow_db:
             expected = int(airflow_db.execute("SELECT count(*) FROM backfill_dag_run").fetchone()[0])  # type: ignore[index]
+        running: list[int] = []  # runs in state running, sampled every 2 s: is the month bound by --max-active-runs?
         with db.connect_dsn(postgres.dsn) as connection, db.connect_dsn(metadata_dsn) as airflow_db:
             while True:  # every backfill run finished (a covered run ends in the triggerer, without a poll row)
-                finished = int(airflow_db.execute(
-                    "SELECT count(*) FROM dag_run WHERE dag_id=%s AND run_type='backfill' AND state IN ('success', 'failed')",
-                    (dag_id,)).fetchone()[0])  # type: ignore[index]
+                counts = dict(airflow_db.execute(
+                    "SELECT state, count(*) FROM dag_run WHERE dag_id=%s AND run_type='backfill' GROUP BY 1", (dag_id,)).fetchall())
+                finished = int(counts.get("success", 0)) + int(counts.get("failed", 0))
                 if finished >= expected:
                     break
+                running.append(int(counts.get("running", 0)))
                 if time.monotonic() - began > 4 * 3600:
                     raise TimeoutError(f"backfill not done after 4 h: {finished} of {expected} runs")
                 time.sleep(2)
@@ -93,6 +100,9 @@ def main() -> None:
                 "SELECT count(*) FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
                 "WHERE ti.dag_id=%s AND r.run_type='backfill' AND ti.pid IS NOT NULL", (dag_id,)).fetchone()[0])  # type: ignore[index]
             attachments = connection.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace=%s", (slug,)).fetchone()
+            durations = [float(r[0]) for r in airflow_db.execute(
+                "SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id=%s AND run_type='backfill' "
+                "AND end_date IS NOT NULL AND start_date IS NOT NULL", (dag_id,)).fetchall()]
             failed_runs = int(airflow_db.execute("SELECT count(*) FROM dag_run WHERE dag_id=%s AND run_type='backfill' AND state='failed'",
                                                  (dag_id,)).fetchone()[0])  # type: ignore[index]
         figures = {
@@ -102,6 +112,10 @@ def main() -> None:
             "covered_in_triggerer": states.get("skipped", 0), "task_processes_on_workers": workers,
             "failed": rows.get("failed", 0), "failed_runs": failed_runs,
             "attachments_stored": attachments[0] if attachments else 0, "max_active_runs": args.max_active_runs,
+            "running_runs_median": statistics.median(running) if running else None,
+            "run_seconds_median": round(statistics.median(durations), 2) if durations else None,
+            "scheduler_settings": {k.removeprefix("AIRFLOW__SCHEDULER__").lower(): v for k, v in cluster.env.items()
+                                   if k.startswith("AIRFLOW__SCHEDULER__")},
             "command": f"airflow backfill create --dag-id {dag_id} --from-date {start.date()} --to-date {last.date()} "
                        f"--max-active-runs {args.max_active_runs}",
             "run_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),

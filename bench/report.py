@@ -126,15 +126,19 @@ def backfill_section(source: Path) -> list[str]:
         f"| {b['runs']:,} | {b['seconds'] / 60:.2f} ({b['seconds']:.0f} s) | {b['runs_per_minute']} | {b['imap_sessions']} | {b['covered_runs']:,} "
         f"({b.get('covered_in_triggerer', 0):,}) | {b.get('task_processes_on_workers', '—')} | {b['attachments_stored']} | {b['max_active_runs']} |",
         "",
-        *[f"Another run of the same command: {o['seconds'] / 60:.2f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
+        *[f"Another run: {o['seconds'] / 60:.2f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
           for o in b.get("other_runs", [])],
         "",
         "Nearly every run finds its window inside the scan of an earlier run: its idle check ends it in the triggerer, "
-        "without an IMAP session and without a task process on a worker. What is left is Airflow's own work per run "
-        "(create, defer to the triggerer, end), a few seconds of latency each: so the month is bound by how many runs "
-        "may be active at once, not by CPU. With the idle check, 32 active runs did the month in well under half the "
-        "time of 10 (above); before it, when each covered run still started a worker process, more than 10 did not help "
-        "(10 gave 143 runs/min, 16 gave 136 and 32 gave 121 on a one-day backfill, CPU-bound).",
+        "without an IMAP session and without a task process on a worker. The runs that start before the first scan "
+        "is complete (as many as may be active) go to workers and find their window covered there. What is left is "
+        "Airflow's own work per run (start, defer to the triggerer, skip the import slots, end), a few seconds of "
+        "latency each, so the month is bound by how many runs are active and how often the scheduler looks at each: "
+        "one scheduler loop examines at most `[scheduler] max_dagruns_per_loop_to_schedule` running runs (Airflow's "
+        "default 20). Scheduler settings of this run: "
+        + ", ".join(f"`{k} = {v}`" for k, v in sorted(b.get("scheduler_settings", {}).items()))
+        + (f"; runs active at once, median {b['running_runs_median']:g}, each {b['run_seconds_median']} s from start to end "
+           "(median)." if b.get("run_seconds_median") else "."),
         "",
     ]
 
