@@ -62,7 +62,20 @@ def slug(n: int, push: bool) -> str:
     return f"{'p' if push else 'c'}{n:04d}"
 
 
-def workspaces_yaml(root: Path, owners: list[int], pushed: set[int], *, cron: str, push_cron: str, import_tasks: int) -> str:
+#: ``--pools shared``: the pool of the workspaces alone on their mailbox (a workspace polls one at a time
+#: anyway: max_active_runs=1); a mailbox several workspaces share keeps a pool of its own.
+SINGLE_POOL = "imap_intake__single_workspace_mailboxes"
+
+
+def pool_names(owners: list[int], pools: str) -> dict[int, str]:
+    """Mailbox -> its workspaces' pool: one per mailbox (``mailbox``, the default of a workspace without
+    ``pool:``), or one per shared mailbox and one for all the others (``shared``)."""
+    shared = {box for box in owners if owners.count(box) > 1}
+    return {box: f"imap_intake__imap_mb{box}" if pools == "mailbox" or box in shared else SINGLE_POOL for box in set(owners)}
+
+
+def workspaces_yaml(root: Path, owners: list[int], pushed: set[int], *, cron: str, push_cron: str, import_tasks: int,
+                    pools: dict[int, str]) -> str:
     shared = {box for box in owners if owners.count(box) > 1}
     lines = ["workspaces:"]
     for n, box in enumerate(owners):
@@ -71,7 +84,7 @@ def workspaces_yaml(root: Path, owners: list[int], pushed: set[int], *, cron: st
         recipients = f", recipients: [{name}@orders.example]" if box in shared else ""
         lines.append(f"  - {{slug: {name}, imap_conn_id: imap_mb{box}, schedule: '{push_cron if push else cron}', "
                      f"push: {str(push).lower()}, start_date: 2026-01-01, storage_base: 'file://{root}/store', "
-                     f"default_supplier: Scale supplier, pool: imap_intake__imap_mb{box}, import_tasks: {import_tasks}{recipients}}}")
+                     f"default_supplier: Scale supplier, pool: {pools[box]}, import_tasks: {import_tasks}{recipients}}}")
     return "\n".join(lines) + "\n"
 
 
@@ -176,6 +189,9 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--parse-interval", type=int, default=300,
                         help="[dag_processor] min_file_process_interval (Airflow's default 30: a third of a core for 1,000 DAGs)")
     parser.add_argument("--triggerer-capacity", type=int, default=2000, help="[triggerer] capacity (Airflow's default 1,000)")
+    parser.add_argument("--pools", choices=("shared", "mailbox"), default="shared",
+                        help="shared: a pool per mailbox several workspaces share, one for the rest; mailbox: a pool per mailbox "
+                             "(a workspace's default); each pool costs the scheduler in every loop")
     parser.add_argument("--write", action="store_true")
     return parser.parse_args(argv)
 
@@ -187,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
     owners = plan(args.workspaces, args.catchalls, args.per_catchall)
     mailboxes = max(owners) + 1
     pushed = set(range(0, mailboxes, 2))
+    pools = pool_names(owners, args.pools)
     push_workspaces = sum(1 for box in owners if box in pushed)
     rng = random.Random(1000)
     out, appended = Deliveries(), dict[str, tuple[float, bool]]()
@@ -195,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         "workspaces": args.workspaces, "mailboxes": mailboxes, "push_workspaces": push_workspaces, "push_mailboxes": len(pushed),
         "catchalls": f"{args.catchalls} x {args.per_catchall}", "workers": args.workers, "concurrency": args.concurrency,
         "cron": args.cron, "push_cron": args.push_cron, "import_tasks": args.import_tasks, "parse_interval": args.parse_interval,
-        "triggerer_capacity": args.triggerer_capacity,
+        "triggerer_capacity": args.triggerer_capacity, "pools": args.pools, "pool_count": len(set(pools.values())),
         "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
     with servers("imap-intake-scale-large-", redis=True, imap_sessions=max(200, 2 * mailboxes), pg_connections=400) as found:
         assert found.redis is not None
@@ -203,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         tag = secrets.token_hex(2)
         boxes = [f"mb{box}-{tag}@scale.test" for box in range(mailboxes)]
         (root / "workspaces.yaml").write_text(workspaces_yaml(root, owners, pushed, cron=args.cron, push_cron=args.push_cron,
-                                                              import_tasks=args.import_tasks))
+                                                              import_tasks=args.import_tasks, pools=pools))
         metadata = found.postgres.create_database("airflow_scale")
         metrics = Metrics()
         metrics.start()
@@ -228,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:  # noqa: PLR0915 - one scenario,
         (root / "connections.json").write_text(json.dumps({f"imap_mb{box}": json.loads(found.imap_connection(user))
                                                            for box, user in enumerate(boxes)}))
         cluster.airflow("connections", "import", str(root / "connections.json"), timeout=900)
-        (root / "pools.json").write_text(json.dumps({f"imap_intake__imap_mb{box}": {"slots": 4, "description": "IMAP sessions to one mailbox"}
-                                                     for box in range(mailboxes)}))
+        (root / "pools.json").write_text(json.dumps({
+            name: {"slots": 128 if name == SINGLE_POOL else 4, "description": "IMAP sessions"} for name in set(pools.values())}))
         cluster.airflow("pools", "import", str(root / "pools.json"), timeout=900)
         cluster.start()
         names = [slug(n, box in pushed) for n, box in enumerate(owners)]

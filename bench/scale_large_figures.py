@@ -270,8 +270,10 @@ def render(report: dict[str, Any], path: Path) -> None:
         f"Measured by `{report['command']}` ({report['date']}, {report['cores']} cores, one machine): {report['workspaces']} workspaces "
         f"over {report['mailboxes']} Dovecot mailboxes ({report['catchalls']} catch-alls), {report['push_workspaces']} of them push "
         f"(safety net `{report['push_cron']}`, {report['push_mailboxes']} IDLE sessions) and the rest cron only (`{report['cron']}`); "
-        f"CeleryExecutor, {report['workers']} workers × {report['concurrency']} slots; DAG file parsed every {report['parse_interval']} s. "
-        f"{d['messages']} messages with {d['orders']} orders delivered over {d['minutes']:g} min; a worker SIGKILLed mid-task.",
+        f"CeleryExecutor, {report['workers']} workers × {report['concurrency']} slots; DAG file parsed every {report['parse_interval']} s; "
+        + (f"{report['pool_count']} pools (a pool per shared mailbox, one for the workspaces alone on theirs). " if report.get("pools") == "shared"
+           else f"{report.get('pool_count', report['mailboxes'])} pools (one per mailbox). ")
+        + f"{d['messages']} messages with {d['orders']} orders delivered over {d['minutes']:g} min; a worker SIGKILLed mid-task.",
         "",
         "| phase | min | runs | cores busy | CPU s: scheduler / triggerer / workers / dag-processor / api-server / Postgres / Dovecot "
         "| scheduler loop ms p50 / p95 / max | triggerer RSS, threads (max) | IMAP sessions p50 / max "
