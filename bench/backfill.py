@@ -70,8 +70,9 @@ def main() -> None:
         dag_id = f"imap_intake__{slug}"
         cluster.wait_for_dag(dag_id)
         last = start + dt.timedelta(days=args.days)  # "re-check March": 03-01 to 04-01, both ends included
+        cluster.airflow("dags", "unpause", dag_id)  # switched on, it polls its latest interval at once: the cursor
+        cursor_before = _wait_for_cursor(postgres.dsn, slug)
         began = time.monotonic()
-        cluster.airflow("dags", "unpause", dag_id)
         cluster.airflow("backfill", "create", "--dag-id", dag_id, "--from-date", start.date().isoformat(),
                         "--to-date", last.date().isoformat(), "--max-active-runs", str(args.max_active_runs))
         metadata_dsn = postgres.dsn.rsplit("/", 1)[0] + "/airflow"
@@ -100,6 +101,9 @@ def main() -> None:
                 "SELECT count(*) FROM task_instance ti JOIN dag_run r ON r.dag_id = ti.dag_id AND r.run_id = ti.run_id "
                 "WHERE ti.dag_id=%s AND r.run_type='backfill' AND ti.pid IS NOT NULL", (dag_id,)).fetchone()[0])  # type: ignore[index]
             attachments = connection.execute("SELECT count(*) FROM imap_intake.attachment WHERE workspace=%s", (slug,)).fetchone()
+            cursor_after = _cursor(connection, slug)
+            recorded = connection.execute("SELECT count(*), count(DISTINCT (uidvalidity, uid)) FROM imap_intake.message WHERE workspace=%s",
+                                          (slug,)).fetchone()
             durations = [float(r[0]) for r in airflow_db.execute(
                 "SELECT extract(epoch FROM end_date - start_date) FROM dag_run WHERE dag_id=%s AND run_type='backfill' "
                 "AND end_date IS NOT NULL AND start_date IS NOT NULL", (dag_id,)).fetchall()]
@@ -112,6 +116,8 @@ def main() -> None:
             "covered_in_triggerer": states.get("skipped", 0), "task_processes_on_workers": workers,
             "failed": rows.get("failed", 0), "failed_runs": failed_runs,
             "attachments_stored": attachments[0] if attachments else 0, "max_active_runs": args.max_active_runs,
+            "cursor_before": cursor_before, "cursor_after": cursor_after, "cursor_unchanged": cursor_before == cursor_after,
+            "messages_recorded": recorded[0] if recorded else 0, "messages_recorded_distinct": recorded[1] if recorded else 0,
             "running_runs_median": statistics.median(running) if running else None,
             "run_seconds_median": round(statistics.median(durations), 2) if durations else None,
             "scheduler_settings": {k.removeprefix("AIRFLOW__SCHEDULER__").lower(): v for k, v in cluster.env.items()
@@ -124,6 +130,27 @@ def main() -> None:
         if args.write:
             out = Path(__file__).resolve().parent / "results" / "backfill.json"
             out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+def _cursor(connection: object, slug: str) -> list[int] | None:
+    if not _has_ledger(connection):
+        return None
+    row = connection.execute("SELECT uidvalidity, last_uid FROM imap_intake.cursor WHERE workspace=%s", (slug,)).fetchone()  # type: ignore[attr-defined]
+    return [int(row[0]), int(row[1])] if row else None
+
+
+def _wait_for_cursor(dsn: str, slug: str, timeout: float = 300) -> list[int] | None:
+    """The cursor once the switched-on DAG's first regular poll has finished (it moves the cursor
+    batch by batch while it runs): what the backfill must leave alone."""
+    deadline = time.monotonic() + timeout
+    with db.connect_dsn(dsn) as connection:
+        while time.monotonic() < deadline:
+            done = _has_ledger(connection) and connection.execute(
+                "SELECT 1 FROM imap_intake.poll WHERE workspace=%s AND mode <> 'backfill' AND status = 'ok'", (slug,)).fetchone()
+            if done:
+                return _cursor(connection, slug)
+            time.sleep(1)
+    raise TimeoutError(f"the first regular poll of {slug} did not finish in {timeout:.0f} s")
 
 
 def _has_ledger(connection: object) -> bool:

@@ -126,6 +126,10 @@ def backfill_section(source: Path) -> list[str]:
         f"| {b['runs']:,} | {b['seconds'] / 60:.2f} ({b['seconds']:.0f} s) | {b['runs_per_minute']} | {b['imap_sessions']} | {b['covered_runs']:,} "
         f"({b.get('covered_in_triggerer', 0):,}) | {b.get('task_processes_on_workers', '—')} | {b['attachments_stored']} | {b['max_active_runs']} |",
         "",
+        *([f"The cursor the switched-on DAG's first regular poll set before the backfill (UIDVALIDITY {b['cursor_before'][0]}, "
+           f"UID {b['cursor_before'][1]}) was {'unchanged' if b['cursor_unchanged'] else 'MOVED'} after it; messages recorded: "
+           f"{b['messages_recorded']} ({b['messages_recorded_distinct']} distinct UIDs).", ""]
+          if b.get("cursor_before") else []),
         *[f"Another run: {o['seconds'] / 60:.2f} minutes ({o['runs_per_minute']} runs/min; {o['note']}). "
           for o in b.get("other_runs", [])],
         "",
