@@ -29,6 +29,7 @@ once, the killed worker's tasks retried, nothing stuck, no flag changed, nothing
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import random
@@ -67,16 +68,21 @@ def slug(n: int, push: bool) -> str:
 SINGLE_POOL = "imap_intake__single_workspace_mailboxes"
 
 
+def shared_mailboxes(owners: list[int]) -> set[int]:
+    """The mailboxes of more than one workspace (the catch-alls)."""
+    return {box for box, count in collections.Counter(owners).items() if count > 1}
+
+
 def pool_names(owners: list[int], pools: str) -> dict[int, str]:
     """Mailbox -> its workspaces' pool: one per mailbox (``mailbox``, the default of a workspace without
     ``pool:``), or one per shared mailbox and one for all the others (``shared``)."""
-    shared = {box for box in owners if owners.count(box) > 1}
+    shared = shared_mailboxes(owners)
     return {box: f"imap_intake__imap_mb{box}" if pools == "mailbox" or box in shared else SINGLE_POOL for box in set(owners)}
 
 
 def workspaces_yaml(root: Path, owners: list[int], pushed: set[int], *, cron: str, push_cron: str, import_tasks: int,
                     pools: dict[int, str]) -> str:
-    shared = {box for box in owners if owners.count(box) > 1}
+    shared = shared_mailboxes(owners)
     lines = ["workspaces:"]
     for n, box in enumerate(owners):
         push = box in pushed
@@ -191,7 +197,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--triggerer-capacity", type=int, default=2000, help="[triggerer] capacity (Airflow's default 1,000)")
     parser.add_argument("--pools", choices=("shared", "mailbox"), default="shared",
                         help="shared: a pool per mailbox several workspaces share, one for the rest; mailbox: a pool per mailbox "
-                             "(a workspace's default); each pool costs the scheduler in every loop")
+                             "(a workspace's default); with StatsD on, Airflow's scheduler sends five gauges per pool every "
+                             "pool_metrics_interval (python -m bench.idle_scheduler)")
     parser.add_argument("--write", action="store_true")
     return parser.parse_args(argv)
 

@@ -13,6 +13,7 @@ ledger and writes only one row, ``imap_intake.idle_check`` (when the workspace w
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,18 +51,20 @@ def check_idle(slug: str, *, now: dt.datetime, backfill: bool, since: Any = None
     once more afresh (a restarted Postgres breaks every kept connection)."""
     if since or until:
         return IdleCheck(False, "a backfill window was given: the poll reads it")
-    attempts = 2 if reuse is not None else 1
-    for attempt in range(1, attempts + 1):
-        try:
-            return _check(slug, now=now, backfill=backfill, interval=interval, run_id=run_id, workspaces_file=workspaces_file,
-                          reuse=reuse)
-        except psycopg.OperationalError as exc:
-            if attempt == attempts:
-                return _undecided(exc)
-            log.info("workspace '%s': a kept ledger connection failed (%s): checking again afresh", slug, exc)
-        except Exception as exc:  # noqa: BLE001 - the worker's poll reports it properly
+    check = functools.partial(_check, slug, now=now, backfill=backfill, interval=interval, run_id=run_id,
+                              workspaces_file=workspaces_file, reuse=reuse)
+    try:
+        return check()
+    except psycopg.OperationalError as exc:
+        if reuse is None:
             return _undecided(exc)
-    raise AssertionError("unreachable")
+        log.info("workspace '%s': a kept ledger connection failed (%s): checking again afresh", slug, exc)
+    except Exception as exc:  # noqa: BLE001 - the worker's poll reports it properly
+        return _undecided(exc)
+    try:
+        return check()  # the kept connections were dropped with the error: this one connects afresh
+    except Exception as exc:  # noqa: BLE001 - as above
+        return _undecided(exc)
 
 
 def _undecided(exc: Exception) -> IdleCheck:
@@ -75,14 +78,8 @@ def _ledger(conn_id: str, reuse: CheckReuse | None) -> Iterator[psycopg.Connecti
             yield connection
         return
     dsn = reuse.lookup("dsn", conn_id, lambda: db.dsn_for_connection(conn_id))
-    with reuse.connection(dsn, _connect_and_migrate) as connection:
+    with reuse.connection(dsn, db.connect_and_migrate) as connection:
         yield connection
-
-
-def _connect_and_migrate(dsn: str) -> psycopg.Connection:
-    connection = db.connect_dsn(dsn)
-    db.migrate(connection)
-    return connection
 
 
 def _check(slug: str, *, now: dt.datetime, backfill: bool, interval: tuple[Any, Any], run_id: str | None,

@@ -50,7 +50,11 @@ def dsn_for_connection(conn_id: str) -> str:
 
 
 def connect(conn_id: str) -> psycopg.Connection:
-    connection = connect_dsn(dsn_for_connection(conn_id))
+    return connect_and_migrate(dsn_for_connection(conn_id))
+
+
+def connect_and_migrate(dsn: str) -> psycopg.Connection:
+    connection = connect_dsn(dsn)
     migrate(connection)
     return connection
 
