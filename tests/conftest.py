@@ -35,6 +35,7 @@ os.environ.update(QUIET_SETTINGS)
 from devstack.dovecot import DovecotServer, append_messages  # noqa: E402
 from devstack.oauth_server import OAuthServer  # noqa: E402
 from devstack.postgres import PostgresServer  # noqa: E402
+from devstack.s3 import S3Server  # noqa: E402
 from devstack.tls import TlsFiles, make_tls  # noqa: E402
 from imap_intake.config import Workspace  # noqa: E402
 from imap_intake.imap.settings import ConnectionSettings  # noqa: E402
@@ -92,6 +93,15 @@ def dovecot(oauth_tls: TlsFiles, oauth_server: OAuthServer) -> Iterator[DovecotS
 def plain_dovecot() -> Iterator[DovecotServer]:
     """A Dovecot that offers no TLS at all: STARTTLS must fail closed against it."""
     server = DovecotServer.create(tls=False)
+    server.start()
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """moto's S3 server over HTTP on loopback (tests that kill it or enforce IAM start their own)."""
+    server = S3Server.create()
     server.start()
     yield server
     server.destroy()

@@ -96,3 +96,19 @@ def test_durations(text: object, seconds: int) -> None:
     from imap_intake.config import parse_duration
 
     assert parse_duration(text, "w").total_seconds() == seconds
+
+
+def test_an_object_store_takes_its_connection_from_the_workspace_or_the_environment() -> None:
+    text = "workspaces:\n  - {slug: a, imap_conn_id: x, start_date: 2026-01-01, storage_base: 's3://po/a'%s}\n"
+    env = {"IMAP_INTAKE_STORAGE_CONN_ID": "aws_default_po"}
+    (own,) = load_workspaces(text % ", storage_conn_id: aws_po", source="f", env=env)
+    (fallback,) = load_workspaces(text % "", source="f", env=env)
+    (none,) = load_workspaces(text % "", source="f", env={})
+    assert (own.storage_conn_id, fallback.storage_conn_id, none.storage_conn_id) == ("aws_po", "aws_default_po", None)
+    (disk,) = load_workspaces("workspaces:\n  - {slug: a, imap_conn_id: x, start_date: 2026-01-01}\n", source="f", env={**ENV, **env})
+    assert disk.storage_conn_id is None  # the environment's object-store connection is not a file base's
+
+
+def test_a_file_base_with_a_storage_connection_says_to_remove_it() -> None:
+    with pytest.raises(ConfigError, match="needs none; remove it"):
+        load("workspaces:\n  - {slug: a, imap_conn_id: x, start_date: 2026-01-01, storage_conn_id: aws_po}\n")

@@ -22,11 +22,12 @@ SLUG = re.compile(r"^[a-z0-9][a-z0-9_]{0,62}$")
 KNOWN_FIELDS = {
     "slug", "imap_conn_id", "folder", "schedule", "start_date", "default_supplier", "supplier_rules",
     "recipients", "accepted_types", "max_attachment_mb", "max_message_mb", "postgres_conn_id",
-    "storage_base", "pool", "batch_size", "import_tasks", "max_import_attempts", "importer", "tags",
+    "storage_base", "storage_conn_id", "pool", "batch_size", "import_tasks", "max_import_attempts", "importer", "tags",
     "description", "push", "alerts", "start_in_triggerer",
 }
 WORKSPACES_FILE_VARIABLE = "IMAP_INTAKE_WORKSPACES_FILE"
 STORAGE_VARIABLE = "IMAP_INTAKE_STORAGE_BASE"
+STORAGE_CONN_VARIABLE = "IMAP_INTAKE_STORAGE_CONN_ID"
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class Workspace:
     tags: tuple[str, ...] = ()
     description: str = ""
     push: bool = False
+    storage_conn_id: str | None = None  # the object store's Airflow connection (s3://: type aws); None: its default
     alerts: Alerts = Alerts()
     start_in_triggerer: bool = True
     extra: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -225,6 +227,9 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     storage = str(item.get("storage_base") or env.get(STORAGE_VARIABLE) or "")
     if not storage:
         raise _fail(where, f"storage_base is not set: set it here (file:///path, s3://bucket/prefix) or set {STORAGE_VARIABLE}")
+    if item.get("storage_conn_id") and storage.startswith("file://"):
+        raise _fail(where, "storage_conn_id is for an object store (s3://bucket/prefix and the like): a file:// storage_base needs none; remove it")
+    storage_conn = None if storage.startswith("file://") else str(item.get("storage_conn_id") or env.get(STORAGE_CONN_VARIABLE) or "") or None
     recipients = item.get("recipients") or []
     if not isinstance(recipients, list):
         raise _fail(where, "recipients must be a list of addresses this workspace owns")
@@ -254,6 +259,7 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
         tags=tuple(str(t) for t in item.get("tags") or ()),
         description=str(item.get("description") or ""),
         push=push,
+        storage_conn_id=storage_conn,
         alerts=_alerts(item.get("alerts"), where),
         start_in_triggerer=in_triggerer,
     )

@@ -13,8 +13,13 @@ name therefore only ever holds bytes that reached the disk, and no ledger row po
 directory entry could still be lost. A batch killed before its COMMIT leaves at most complete files
 under ``sha256/`` that no row names (a later sighting of the same bytes reuses them); the next store
 opened on that host removes the temporaries dead processes left. ``discard`` drops what a batch that
-rolled back staged. On an object store (``s3://`` and the like) ``settle`` writes the batch's objects
-concurrently on the same threads, each under a temporary name renamed into place.
+rolled back staged. On an object store (``s3://``, ``gs://``, ``abfs://`` and the like) ``settle`` writes
+the batch's objects concurrently on the same threads, each with one PUT straight to its final key: an
+object store makes an object visible whole or not at all, so there is nothing to rename (a rename there
+is a copy and a delete, and a temporary left by a killed batch would stay in the bucket for good). A
+batch killed before its COMMIT leaves at most complete objects that no row names, re-used by the next
+sighting of the same bytes. Other fsspec filesystems (sftp and the like) get a temporary name renamed
+into place, as on a disk.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from typing import Any, TypeVar
 from imap_intake.exceptions import StorageError
 
 _SYNC_THREADS = 8
+# Schemes whose writes are atomic per object and that have no directories to make.
+OBJECT_STORE_SCHEMES = frozenset({"s3", "s3a", "s3n", "gs", "gcs", "abfs", "abfss", "az", "adl", "oss", "r2"})
 T = TypeVar("T")
 
 
@@ -138,6 +145,26 @@ class AttachmentStore:
             from airflow.sdk import ObjectStoragePath
 
             self._root = ObjectStoragePath(self.base, conn_id=conn_id) if conn_id else ObjectStoragePath(self.base)
+        scheme, _, rest = self.base.partition("://")
+        self._object_store = scheme in OBJECT_STORE_SCHEMES
+        self._bucket = rest.partition("/")[0]
+        self._conn_label = f"connection '{conn_id}'" if conn_id else "the default connection of its scheme (aws_default for s3://)"
+
+    def _where(self) -> str:
+        """The store, named for an error message: the base, and on an object store its bucket and connection."""
+        if self._local is not None:
+            return self.base
+        return f"{self.base} (bucket '{self._bucket}', {self._conn_label})"
+
+    def _remote_hint(self, exc: BaseException) -> str:
+        """What to do about an object store's error, by its kind."""
+        if isinstance(exc, PermissionError):
+            return (f"{self._conn_label} may not write to bucket '{self._bucket}': grant its credentials s3:PutObject and "
+                    f"s3:GetObject on the storage base's keys (or the equivalent on this store), or set storage_conn_id "
+                    "to a connection that may")
+        if isinstance(exc, FileNotFoundError):
+            return f"bucket '{self._bucket}' does not exist for {self._conn_label}: create it, or correct storage_base"
+        return "check the storage base, its connection (endpoint, credentials) and that the store is reachable (the poll is retried)"
 
     def __call__(self, attachment: Any) -> str:
         """The ledger's ``store`` callable: stage an attachment (durable at ``settle``), return its URI."""
@@ -164,11 +191,18 @@ class AttachmentStore:
         return self.uri_for(sha256)
 
     def _put_remote(self, sha256: str, data: bytes | memoryview) -> None:
-        """Write one object under a temporary name, then rename it into place (one of the batch's writes,
-        which ``settle`` runs concurrently); an object already stored with the same size is kept."""
+        """Write one object (one of the batch's writes, which ``settle`` runs concurrently); an object
+        already stored with the same size is kept (content-addressed). On an object store, one PUT to
+        the final key; elsewhere a temporary name renamed into place."""
         path = self._path(sha256)
         try:
-            if path.exists() and path.stat().st_size == len(data):
+            try:
+                if path.stat().st_size == len(data):
+                    return
+            except (FileNotFoundError, PermissionError):
+                pass  # not there, or credentials that may write but not read or list: write it
+            if self._object_store:
+                path.write_bytes(bytes(data))
                 return
             path.parent.mkdir(parents=True, exist_ok=True)
             temporary = path.parent / f".{sha256}.{uuid.uuid4().hex}.tmp"
@@ -176,8 +210,8 @@ class AttachmentStore:
                 handle.write(data)
             temporary.rename(path)
         except Exception as exc:  # noqa: BLE001 - object stores raise their own errors: all are the store's
-            raise StorageError(f"cannot write attachment {sha256} under {self.base}: {type(exc).__name__}: {exc}; check the "
-                               "storage base, its connection and its permissions") from exc
+            raise StorageError(f"cannot write attachment {sha256} to {self._where()}: {type(exc).__name__}: {exc}; "
+                               f"{self._remote_hint(exc)}") from exc
 
     def _settle_remote(self) -> None:
         pending, self._remote_pending = self._remote_pending, []
@@ -278,10 +312,12 @@ class AttachmentStore:
 
         Tells a store that is down (retry the batch later) from one attachment it refuses (that
         message is recorded as failed)."""
-        root = self._local if self._local is not None else self._root
-        path = root / f".probe-{uuid.uuid4().hex}"
+        if self._local is None:
+            self._probe_remote()
+            return
+        path = self._local / f".probe-{uuid.uuid4().hex}"
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            self._local.mkdir(parents=True, exist_ok=True)
             with path.open("wb") as handle:
                 handle.write(b"imap-intake storage probe\n")
             path.unlink()
@@ -289,9 +325,20 @@ class AttachmentStore:
             raise StorageError(f"the attachment store {self.base} cannot take a write: {exc}; check it is mounted, "
                                "writable and has room (the poll is retried)") from exc
 
+    def _probe_remote(self) -> None:
+        path = self._root / f".probe-{uuid.uuid4().hex}"
+        try:
+            if not self._object_store:
+                self._root.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"imap-intake storage probe\n")
+            path.unlink()
+        except Exception as exc:  # noqa: BLE001 - object stores raise their own errors: all are the store's
+            raise StorageError(f"the attachment store {self._where()} cannot take a write: {type(exc).__name__}: {exc}; "
+                               f"{self._remote_hint(exc)}") from exc
+
     def get(self, sha256: str) -> bytes:
         try:
             with self._path(sha256).open("rb") as handle:
                 return bytes(handle.read())
-        except OSError as exc:
-            raise StorageError(f"cannot read attachment {sha256} from {self.base}: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - object stores raise their own errors: all are the store's
+            raise StorageError(f"cannot read attachment {sha256} from {self._where()}: {type(exc).__name__}: {exc}") from exc
