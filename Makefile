@@ -46,9 +46,10 @@ dist:
 	@PATH="$$HOME/.local/bin:$$PATH" uv build -o dist .
 
 # A CeleryExecutor cluster (Redis, two workers) under load with a worker killed: ends with a verdict line.
+# STORAGE=s3: attachments in a bucket of a local S3 server (moto, over HTTP) instead of the shared disk.
 scale:
 	@bash scripts/bootstrap.sh
-	@$(PY) -m bench.scale --write
+	@$(PY) -m bench.scale --write $(if $(STORAGE),--storage $(STORAGE))
 
 # The provider's tests against the older supported Airflow minors, each in its own venv (.compat/).
 compat:

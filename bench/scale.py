@@ -12,10 +12,14 @@ mail is drained, the cluster measured while idle, and everything checked and sto
     every delivered attachment stored once, every order once, the killed worker's tasks retried to
     success, no run or task stuck, no flag changed, no process of ours left running.
 
-    python -m bench.scale [--workspaces 50 --mailboxes 10 --workers 2 --minutes 4] [--write]
+    python -m bench.scale [--workspaces 50 --mailboxes 10 --workers 2 --minutes 4] [--storage s3] [--write]
+
+``--storage s3`` stores the attachments in a bucket of a local S3 server (moto's server mode, over
+HTTP) through an Airflow ``aws`` connection instead of on the disk the workers share, and the check
+reads every stored attachment back from the bucket.
 
 Ends with one verdict line and exit status 0 only when every check holds. ``--write`` keeps the
-figures in bench/results/scale.json and renders them into docs/scaling.md.
+figures in bench/results/scale.json (scale-s3.json) and renders them into docs/scaling.md.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ from devstack.airflow_cluster import AirflowCluster, Component, celery_settings,
 from devstack.dovecot import append_messages
 from devstack.samples import PO_CSV_EN, message
 
-RESULTS = Path(__file__).resolve().parent / "results" / "scale.json"
+RESULTS = {"disk": Path(__file__).resolve().parent / "results" / "scale.json",
+           "s3": Path(__file__).resolve().parent / "results" / "scale-s3.json"}
+S3_BUCKET, S3_CONN = "scale-orders", "scale_s3"
 #: How many workspaces share each mailbox, for 50 over 10 (the first ones are catch-alls).
 SHARES_50_OVER_10 = (15, 10, 5, 5, 5, 4, 3, 1, 1, 1)
 
@@ -96,13 +102,15 @@ def _deliver(found: Servers, boxes: list[str], owners: list[int], per_minute: fl
         time.sleep(max(0.0, 60.0 / per_minute - (time.monotonic() - started)))
 
 
-def workspaces_yaml(root: Path, owners: list[int], schedule: str, import_tasks: int, *, in_triggerer: bool = True) -> str:
+def workspaces_yaml(root: Path, owners: list[int], schedule: str, import_tasks: int, *, in_triggerer: bool = True,
+                    storage: str = "disk") -> str:
     shared = {box for box in owners if owners.count(box) > 1}
+    where = f"'file://{root}/store'" if storage == "disk" else f"'s3://{S3_BUCKET}/intake', storage_conn_id: {S3_CONN}"
     lines = ["workspaces:"]
     for n, box in enumerate(owners):
         recipients = f", recipients: [s{n:02d}@orders.example]" if box in shared else ""
         lines.append(f"  - {{slug: s{n:02d}, imap_conn_id: imap_mb{box}, schedule: '{schedule}', start_date: 2026-01-01, "
-                     f"storage_base: 'file://{root}/store', default_supplier: Scale supplier, pool: imap_intake__imap_mb{box}, "
+                     f"storage_base: {where}, default_supplier: Scale supplier, pool: imap_intake__imap_mb{box}, "
                      f"import_tasks: {import_tasks}, start_in_triggerer: {str(in_triggerer).lower()}{recipients}}}")
     return "\n".join(lines) + "\n"
 
@@ -211,6 +219,8 @@ def arguments(argv: list[str] | None) -> argparse.Namespace:
                         help="[scheduler] scheduler_idle_sleep_time: Airflow's default 1 s (the test clusters use 0.2 for speed)")
     parser.add_argument("--start-in-worker", action="store_true",
                         help="workspaces with start_in_triggerer: false (every poll starts on a worker): the cost before the idle check")
+    parser.add_argument("--storage", choices=("disk", "s3"), default="disk",
+                        help="where attachments are stored: the disk the workers share, or a bucket of a local S3 server over HTTP")
     parser.add_argument("--write", action="store_true")
     return parser.parse_args(argv)
 
@@ -224,16 +234,21 @@ def main(argv: list[str] | None = None) -> int:
     out = Deliveries()
     report: dict[str, Any] = {"workspaces": args.workspaces, "mailboxes": args.mailboxes, "workers": args.workers,
                               "concurrency": args.concurrency, "schedule": args.schedule, "import_tasks": args.import_tasks,
-                              "command": "make scale" + (" (--start-in-worker)" if args.start_in_worker else ""),
+                              "command": "make scale" + (" (--start-in-worker)" if args.start_in_worker else "") + (" STORAGE=s3" if args.storage == "s3" else ""),
+                              "storage": args.storage,
                               "start_in_triggerer": not args.start_in_worker,
                               "scheduler_idle_sleep": args.scheduler_idle_sleep, "date": time.strftime("%Y-%m-%d"), "cores": os.cpu_count()}
-    with servers("imap-intake-scale-", redis=True) as found:
+    with servers("imap-intake-scale-", redis=True, s3=args.storage == "s3") as found:
         assert found.redis is not None
         root = found.root
         tag = secrets.token_hex(2)
         boxes = [f"mb{box}-{tag}@scale.test" for box in range(args.mailboxes)]
         (root / "workspaces.yaml").write_text(workspaces_yaml(root, owners, args.schedule, args.import_tasks,
-                                                                  in_triggerer=not args.start_in_worker))
+                                                                  in_triggerer=not args.start_in_worker, storage=args.storage))
+        storage_env = {}
+        if found.s3 is not None:
+            found.s3.make_bucket(S3_BUCKET)
+            storage_env[f"AIRFLOW_CONN_{S3_CONN.upper()}"] = found.s3.connection_uri()
         metadata = found.postgres.create_database("airflow_scale")
         env = {"IMAP_INTAKE_WORKSPACES_FILE": str(root / "workspaces.yaml"), "AIRFLOW_CONN_IMAP_INTAKE_DB": found.ledger_connection(),
                **{f"AIRFLOW_CONN_IMAP_MB{box}": found.imap_connection(user) for box, user in enumerate(boxes)},
@@ -242,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(args.lost_after),
                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                "AIRFLOW__SCHEDULER__TASK_QUEUED_TIMEOUT": "180",
-               "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": f"{args.scheduler_idle_sleep:g}"}
+               "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": f"{args.scheduler_idle_sleep:g}", **storage_env}
         workers = [celery_worker(f"worker-{n}", concurrency=args.concurrency) for n in range(1, args.workers + 1)]
         cluster = found.cluster = AirflowCluster.create(root / "airflow", metadata, extra_env=env,
                                                         components=("api-server", "scheduler", "dag-processor", "triggerer", *workers))
@@ -291,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         groups, pids = list(cluster.pgids.values()), server_pids(found)
     from bench.scale_figures import render
 
-    return conclude(report, verdict, found.root, groups, pids, results=RESULTS if args.write else None, render=render)
+    return conclude(report, verdict, found.root, groups, pids, results=RESULTS[args.storage] if args.write else None, render=render)
 
 
 if __name__ == "__main__":

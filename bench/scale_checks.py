@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,7 @@ class Verdict:
 def check(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], found: Servers, mailboxes: list[str],
           orders: dict[str, tuple[str, str]], kill: dict[str, Any]) -> Verdict:
     v = Verdict(attachments=len(orders), orders=len(orders))
-    _check_stored_once(v, ledger, orders)
+    _check_stored_once(v, ledger, orders, found)
     _check_worker_loss(v, meta, kill)
     stuck = meta.execute(
         "SELECT dag_id || '.' || task_id || ' (' || state || ')' FROM task_instance WHERE state IN ('queued', 'running', 'restarting') "
@@ -85,9 +86,10 @@ def check(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], found:
     return v
 
 
-def _check_stored_once(v: Verdict, ledger: psycopg.Connection[Any], orders: dict[str, tuple[str, str]]) -> None:
-    """Each delivered attachment: one row in its own workspace and none elsewhere, its bytes on disk;
-    each order: one purchase order, in that workspace."""
+def _check_stored_once(v: Verdict, ledger: psycopg.Connection[Any], orders: dict[str, tuple[str, str]], servers: Servers) -> None:
+    """Each delivered attachment: one row in its own workspace and none elsewhere, its bytes where the
+    row says (on disk, or read back from the S3 server); each order: one purchase order, in that workspace."""
+    read = _reader(servers)
     names = {name: (number, slug) for number, (slug, name) in orders.items()}
     rows = ledger.execute("SELECT original_filename, workspace, storage_uri, sha256 FROM imap_intake.attachment "
                           "WHERE original_filename = ANY(%s)", (list(names),)).fetchall()
@@ -96,7 +98,7 @@ def _check_stored_once(v: Verdict, ledger: psycopg.Connection[Any], orders: dict
         by_name.setdefault(name, []).append((workspace, uri, sha))
     for name, (_number, slug) in names.items():
         found = by_name.get(name, [])
-        if len(found) == 1 and found[0][0] == slug and _stored(found[0][1], found[0][2]):
+        if len(found) == 1 and found[0][0] == slug and read(found[0][1]) == found[0][2]:
             v.attachments_once += 1
         else:
             v.problems.append(f"attachment {name} of {slug}: {found}")
@@ -109,9 +111,25 @@ def _check_stored_once(v: Verdict, ledger: psycopg.Connection[Any], orders: dict
             v.problems.append(f"order {number} of {slug}: {[(k, n) for k, n in counted.items() if k.startswith(number)]}")
 
 
-def _stored(uri: str, sha256: str) -> bool:
-    path = Path(uri.removeprefix("file://"))
-    return path.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() == sha256
+def _reader(servers: Servers) -> Callable[[str], str | None]:
+    """``uri`` -> the SHA-256 of the bytes stored there, None when nothing is."""
+    client = servers.s3.client() if servers.s3 else None
+
+    def sha256(uri: str) -> str | None:
+        if uri.startswith("s3://") and client is not None:
+            bucket, _, key = uri.removeprefix("s3://").partition("/")
+            try:
+                body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except client.exceptions.NoSuchKey:
+                return None
+        else:
+            path = Path(uri.removeprefix("file://"))
+            if not path.is_file():
+                return None
+            body = path.read_bytes()
+        return hashlib.sha256(body).hexdigest()
+
+    return sha256
 
 
 def task_after_kill(meta: psycopg.Connection[Any], task: list[Any], killed_at: float) -> tuple[Any, ...] | None:
@@ -145,8 +163,9 @@ def _check_worker_loss(v: Verdict, meta: psycopg.Connection[Any], kill: dict[str
 
 
 def server_pids(found: Servers) -> list[int]:
-    """The pids of the run's Redis, Dovecot and Postgres, read before teardown removes their files."""
-    pids = [found.redis.pid() if found.redis else None, found.dovecot.pid()]
+    """The pids of the run's Redis, S3, Dovecot and Postgres, read before teardown removes their files."""
+    pids = [found.redis.pid() if found.redis else None, found.dovecot.pid(),
+            found.s3.process.pid if found.s3 and found.s3.process else None]
     try:
         pids.append(int((found.postgres.data_dir / "postmaster.pid").read_text().split()[0]))
     except (OSError, ValueError, IndexError):

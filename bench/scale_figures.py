@@ -4,6 +4,7 @@ sessions (sampled every second while it ran). Rendered into docs/scaling.md."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import threading
@@ -137,14 +138,16 @@ def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], samp
     }
 
 
-BEGIN, END = "<!-- make scale: begin -->", "<!-- make scale: end -->"
+def markers(storage: str) -> tuple[str, str]:
+    """The markers of a run's section in docs/scaling.md: the disk run's, or the S3 run's."""
+    name = "make scale" + (" STORAGE=s3" if storage == "s3" else "")
+    return f"<!-- {name}: begin -->", f"<!-- {name}: end -->"
 
 
-def render(report: dict[str, Any], path: Path) -> None:
-    """Replace the measured section of docs/scaling.md (between its markers) with this run's figures."""
-    f, v, d, k = report["figures"], report["verdict"], report["delivered"], report["kill"]
+def _rows(report: dict[str, Any]) -> list[tuple[str, Any]]:
+    f = report["figures"]
     idle, lat = f["idle"], f["queue_latency_s"]
-    rows = [
+    return [
         ("workspaces polled per minute (poll tasks finished)", f["polls_per_minute"]),
         ("task instances finished per minute", f["tasks_per_minute"]),
         ("attachments stored per minute", f["attachments_per_minute"]),
@@ -164,25 +167,40 @@ def render(report: dict[str, Any], path: Path) -> None:
         ("IMAP sessions seen by `doveadm who` (sampled each second), per mailbox max / all mailboxes",
          f"{f['imap_sessions_peak']['per_mailbox_max']} / {f['imap_sessions_peak']['all_mailboxes']}"),
     ]
+
+
+def render(report: dict[str, Any], path: Path) -> None:
+    """Replace the run's measured section of docs/scaling.md (between its markers) with its figures;
+    an S3 run's table shows the last disk run's figures (bench/results/scale.json) next to its own."""
+    v, d, k = report["verdict"], report["delivered"], report["kill"]
+    disk = Path(__file__).resolve().parent / "results" / "scale.json"
+    beside = json.loads(disk.read_text()) if report.get("storage") == "s3" and disk.exists() else None
+    begin, end = markers(report.get("storage", "disk"))
+    if beside is None:
+        table = ["| figure | measured |", "|---|---|", *[f"| {name} | {value} |" for name, value in _rows(report)]]
+    else:
+        table = [f"| figure | S3 (`{report['command']}`, {report['date']}) | disk (`{beside['command']}`, {beside['date']}) |",
+                 "|---|---|---|",
+                 *[f"| {name} | {value} | {other} |" for (name, value), (_, other) in zip(_rows(report), _rows(beside), strict=True)]]
+    storage = ("Attachments in a bucket of a local S3 server (moto's server mode, over HTTP on loopback) through an Airflow "
+               "`aws` connection; every stored attachment read back from the bucket by the check. ") if report.get("storage") == "s3" else ""
     section = [
-        BEGIN,
+        begin,
         f"Measured by `{report['command']}` ({report['date']}, {report['cores']} cores, one machine): {report['workspaces']} workspaces "
         f"over {report['mailboxes']} mailboxes, CeleryExecutor with Redis, {report['workers']} workers × {report['concurrency']} slots, "
         f"schedule `{report['schedule']}`, {report['import_tasks']} import tasks per run, scheduler idle sleep "
-        f"{report.get('scheduler_idle_sleep', 0.2):g} s. {d['messages']} messages with "
+        f"{report.get('scheduler_idle_sleep', 0.2):g} s. {storage}{d['messages']} messages with "
         f"{d['orders']} orders appended over {d['minutes']:g} min while runs overlapped; `{k['worker']}` killed with SIGKILL "
         f"({k['processes_killed']} processes) while it ran {len(k['interrupted'])} task(s), restarted 20 s later. Rates are over "
-        f"the {f['load_minutes']} min from the first delivery until everything was imported.",
+        f"the {report['figures']['load_minutes']} min from the first delivery until everything was imported.",
         "",
-        "| figure | measured |",
-        "|---|---|",
-        *[f"| {name} | {value} |" for name, value in rows],
+        *table,
         "",
         f"Verdict: `{v['line']}`",
-        END,
+        end,
     ]
     text = path.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     if not pattern.search(text):
-        raise ValueError(f"{path} has no {BEGIN} … {END} section to fill")
+        raise ValueError(f"{path} has no {begin} … {end} section to fill")
     path.write_text(pattern.sub(lambda _m: "\n".join(section), text))

@@ -1,5 +1,5 @@
-"""What the Airflow benchmarks and ``make scale`` share: throwaway Postgres and Dovecot (and Redis
-where asked), a scratch folder, the Airflow cluster started on them, and the connections a
+"""What the Airflow benchmarks and ``make scale`` share: throwaway Postgres and Dovecot (and Redis,
+an S3 server where asked), a scratch folder, the Airflow cluster started on them, and the connections a
 workspace needs; all stopped and removed on exit, and recorded meanwhile for ``make down``."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from devstack.airflow_cluster import AirflowCluster
 from devstack.dovecot import DovecotServer
 from devstack.postgres import PostgresServer
 from devstack.redis import RedisServer
+from devstack.s3 import S3Server
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Servers:
     postgres: PostgresServer
     dovecot: DovecotServer
     redis: RedisServer | None = None
+    s3: S3Server | None = None
     cluster: AirflowCluster | None = None
 
     def ledger_connection(self) -> str:
@@ -41,9 +43,9 @@ class Servers:
 
 
 @contextmanager
-def servers(prefix: str, *, redis: bool = False, imap_sessions: int | None = None, pg_connections: int | None = None) -> Iterator[Servers]:
+def servers(prefix: str, *, redis: bool = False, s3: bool = False, imap_sessions: int | None = None, pg_connections: int | None = None) -> Iterator[Servers]:
     found = Servers(Path(tempfile.mkdtemp(prefix=prefix)), PostgresServer.create(), DovecotServer.create(),
-                    RedisServer.create() if redis else None)
+                    RedisServer.create() if redis else None, S3Server.create() if s3 else None)
     if imap_sessions:  # a large run: as many sessions as asked, and Dovecot's default keepalive interval
         found.dovecot.sessions, found.dovecot.keepalive = imap_sessions, 120
     if pg_connections:
@@ -52,18 +54,24 @@ def servers(prefix: str, *, redis: bool = False, imap_sessions: int | None = Non
              "scratch": str(found.root)}
     if found.redis:
         parts["redis"] = str(found.redis.root)
+    if found.s3:
+        parts["s3"] = str(found.s3.root)
     record = leftovers.record(found.root.name, **parts)
     try:
         found.postgres.start()
         found.dovecot.start()
         if found.redis:
             found.redis.start()
+        if found.s3:
+            found.s3.start()
         yield found
     finally:
         if found.cluster is not None:
             found.cluster.stop()
         if found.redis:
             found.redis.destroy()
+        if found.s3:
+            found.s3.destroy()
         found.dovecot.destroy()
         found.postgres.destroy()
         shutil.rmtree(found.root, ignore_errors=True)

@@ -12,7 +12,7 @@ RUNS = Path(__file__).resolve().parent.parent / ".local" / "runs"
 
 
 def record(name: str, **parts: str) -> Path:
-    """Note the servers of a run: ``postgres`` (data dir), ``dovecot``, ``redis`` (roots), ``airflow``
+    """Note the servers of a run: ``postgres`` (data dir), ``dovecot``, ``redis``, ``s3`` (roots), ``airflow``
     (home) and ``scratch`` (its folder, removed last)."""
     RUNS.mkdir(parents=True, exist_ok=True)
     path = RUNS / f"{name}.json"
@@ -30,6 +30,7 @@ def stop_all() -> list[str]:
     from devstack.dovecot import DovecotServer
     from devstack.postgres import PostgresServer
     from devstack.redis import RedisServer
+    from devstack.s3 import S3Server
 
     stopped = []
     for path in sorted(RUNS.glob("*.json")) if RUNS.exists() else []:
@@ -44,6 +45,8 @@ def stop_all() -> list[str]:
                 pass
         if "redis" in parts:
             RedisServer(Path(parts["redis"]), 0).destroy()
+        if "s3" in parts:
+            S3Server(Path(parts["s3"]), 0).destroy()
         if "dovecot" in parts:
             DovecotServer(root=Path(parts["dovecot"])).destroy()
         if "postgres" in parts:

@@ -56,6 +56,7 @@ class S3Server:
                 [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
             )
+        (self.root / "moto.pid").write_text(str(self.process.pid))  # for make down, after an interrupted run
         try:
             wait_for_port(self.port, timeout=60)
         except TimeoutError as exc:
@@ -121,10 +122,20 @@ class S3Server:
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
 
     def destroy(self) -> None:
-        if self.process is not None:
-            terminate(self.process.pid, grace=5)
-            self.process = None
+        """Stop the server (this object's, or the one its root's pid file names: ``make down``) and
+        remove its folder."""
+        pid = self.process.pid if self.process is not None else _recorded_pid(self.root / "moto.pid")
+        if pid is not None:
+            terminate(pid, grace=5)
+        self.process = None
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _recorded_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _complete(line: str) -> bool:

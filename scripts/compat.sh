@@ -5,6 +5,11 @@
 # are what is being proven), the test tools; then the provider, DAG-building, dag.test poll/import,
 # backfill, push, idle-check and plugin tests against real Postgres, Dovecot and Airflow components.
 #
+# First, without installing anything: requirements.txt (what the Astro image installs) resolved with
+# each supported Airflow's pinned release for the Pythons the images use (3.11, 3.12), and for 3.3
+# with the providers Astro Runtime 3.3-2 ships pinned as constraints (Astronomer's provider reference):
+# the runtime lock installs into that image without moving one of its providers.
+#
 #   bash scripts/compat.sh            # every version in COMPAT_VERSIONS
 #   COMPAT_VERSIONS=3.2.2 bash scripts/compat.sh
 set -euo pipefail
@@ -24,7 +29,32 @@ declare -A PINS=(["3.2"]="svcs<26 cadwyn==7.0.0 fastapi==0.136.3 pydantic==2.14.
 TESTS=(tests/test_dags.py tests/test_plugins_folder.py tests/operators tests/test_backfill.py tests/test_push.py
        tests/test_run_state.py "tests/test_astro.py::test_provider_identity_matches_pyproject_and_provider_info")
 
+# Astro Runtime 3.3-2's providers (https://www.astronomer.io/docs/runtime/runtime-provider-reference)
+RUNTIME_33_PROVIDERS="apache-airflow-providers-celery==3.21.0 apache-airflow-providers-common-compat==1.15.0
+apache-airflow-providers-common-io==1.8.0 apache-airflow-providers-common-sql==2.0.1 apache-airflow-providers-elasticsearch==6.7.0
+apache-airflow-providers-openlineage==2.18.1 apache-airflow-providers-smtp==3.0.1 apache-airflow-providers-standard==1.15.0"
 status=0
+resolve_dir=$(mktemp -d)
+trap 'rm -rf "$resolve_dir"' EXIT
+for airflow in ${RESOLVE_VERSIONS:-3.2.2 3.3.2}; do
+  for python in 3.11 3.12; do
+    printf 'apache-airflow==%s\n-r %s/requirements.txt\n' "$airflow" "$PWD" > "$resolve_dir/in.txt"
+    : > "$resolve_dir/constraints.txt"
+    label="requirements.txt + apache-airflow==$airflow, Python $python"
+    if [ "${airflow%.*}" = 3.3 ]; then
+      tr ' ' '\n' <<< "$RUNTIME_33_PROVIDERS" > "$resolve_dir/constraints.txt"
+      printf '%s\n' $RUNTIME_33_PROVIDERS | sed 's/==.*//' >> "$resolve_dir/in.txt"
+      label="$label, Astro Runtime 3.3-2's providers"
+    fi
+    if uv pip compile -q --python-version "$python" --python-platform x86_64-manylinux_2_28 -c "$resolve_dir/constraints.txt" \
+         "$resolve_dir/in.txt" -o "$resolve_dir/out.txt" 2> "$resolve_dir/err.txt"; then
+      echo "== resolves: $label ($(grep -c '==' "$resolve_dir/out.txt") packages)"
+    else
+      echo "== DOES NOT RESOLVE: $label"; cat "$resolve_dir/err.txt"; status=1
+    fi
+  done
+done
+
 for version in $VERSIONS; do
   minor=${version%.*}
   venv=.compat/airflow-$version

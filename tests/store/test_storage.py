@@ -117,6 +117,7 @@ def test_an_object_store_base_writes_a_batch_concurrently_when_it_settles() -> N
     """An object-store base (here fsspec's in-memory store, attached as Airflow's ObjectStoragePath
     resolves it): nothing is written while a batch is staged; settle writes its objects on several
     threads at once; a rolled-back batch writes nothing; a store that refuses names the attachment."""
+    import itertools
     import threading
     import uuid
 
@@ -131,8 +132,13 @@ def test_an_object_store_base_writes_a_batch_concurrently_when_it_settles() -> N
     writers: set[str] = set()
     put = store._put_remote
 
+    calls = itertools.count()
+    meet = threading.Barrier(2, timeout=30)
+
     def recorded(sha256: str, data: bytes | memoryview) -> None:
         writers.add(threading.current_thread().name)
+        if next(calls) < 2:
+            meet.wait()  # the first two writes wait for each other: only writes on two threads at once get past
         put(sha256, data)
 
     store._put_remote = recorded  # type: ignore[method-assign]
@@ -155,7 +161,7 @@ def test_an_object_store_base_writes_a_batch_concurrently_when_it_settles() -> N
     refused.stage(b"refused", _sha(b"refused"))
     memory.open = refuses  # type: ignore[method-assign]
     try:
-        with pytest.raises(StorageError, match=f"cannot write attachment {_sha(b'refused')} under {base}: PermissionError"):
+        with pytest.raises(StorageError, match=f"cannot write attachment {_sha(b'refused')} to {base} .*: PermissionError.*grant its credentials write and read"):
             refused.settle()
     finally:
         del memory.open

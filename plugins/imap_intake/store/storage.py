@@ -128,6 +128,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _connection_defined(conn_id: str) -> bool:
+    """Whether Airflow knows ``conn_id`` (the Amazon provider falls back to anonymous access when it does not)."""
+    from airflow.sdk import BaseHook
+
+    try:
+        BaseHook.get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - AirflowNotFoundException, or no way to ask: either way not usable
+        return False
+    return True
+
+
+#: The object an object store's probe writes under the base (the one key that is not an attachment).
+PROBE_KEY = ".imap-intake-probe"
+
+
 class AttachmentStore:
     def __init__(self, base: str, *, conn_id: str | None = None) -> None:
         self.base = base.rstrip("/")
@@ -148,7 +163,10 @@ class AttachmentStore:
         scheme, _, rest = self.base.partition("://")
         self._object_store = scheme in OBJECT_STORE_SCHEMES
         self._bucket = rest.partition("/")[0]
-        self._conn_label = f"connection '{conn_id}'" if conn_id else "the default connection of its scheme (aws_default for s3://)"
+        self._conn_id = conn_id
+        self._s3 = scheme in ("s3", "s3a", "s3n")
+        self._conn_label = (f"connection '{conn_id}'" if conn_id else
+                            "the default connection of its scheme" + (" (aws_default)" if self._s3 else ""))
 
     def _where(self) -> str:
         """The store, named for an error message: the base, and on an object store its bucket and connection."""
@@ -158,10 +176,20 @@ class AttachmentStore:
 
     def _remote_hint(self, exc: BaseException) -> str:
         """What to do about an object store's error, by its kind."""
+        scheme = self.base.partition("://")[0]
+        if isinstance(exc, ImportError):
+            return (f"this Airflow has no filesystem for {scheme}:// storage: install "
+                    + ("apache-airflow-providers-amazon[s3fs] (pip install 'imap-intake[s3]')" if self._s3 else
+                       "the Airflow provider of that store")
+                    + " on every worker and the triggerer")
+        if self._conn_id and not _connection_defined(self._conn_id):
+            return (f"connection '{self._conn_id}' (storage_conn_id) is not defined, so the store was tried without credentials: "
+                    "add it (for s3://: type aws, login the access key id, password the secret; extra endpoint_url for a store "
+                    "other than AWS)")
         if isinstance(exc, PermissionError):
-            return (f"{self._conn_label} may not write to bucket '{self._bucket}': grant its credentials s3:PutObject and "
-                    f"s3:GetObject on the storage base's keys (or the equivalent on this store), or set storage_conn_id "
-                    "to a connection that may")
+            rights = "s3:PutObject and s3:GetObject" if self._s3 else "write and read"
+            return (f"{self._conn_label} may not write to bucket '{self._bucket}': grant its credentials {rights} on the "
+                    "storage base's keys, or set storage_conn_id to a connection that may")
         if isinstance(exc, FileNotFoundError):
             return f"bucket '{self._bucket}' does not exist for {self._conn_label}: create it, or correct storage_base"
         return "check the storage base, its connection (endpoint, credentials) and that the store is reachable (the poll is retried)"
@@ -326,12 +354,15 @@ class AttachmentStore:
                                "writable and has room (the poll is retried)") from exc
 
     def _probe_remote(self) -> None:
-        path = self._root / f".probe-{uuid.uuid4().hex}"
+        # On an object store one key, overwritten by every probe: a PUT is all the probe needs (no
+        # s3:DeleteObject); elsewhere a file of its own, removed again.
+        path = self._root / (PROBE_KEY if self._object_store else f".probe-{uuid.uuid4().hex}")
         try:
             if not self._object_store:
                 self._root.mkdir(parents=True, exist_ok=True)
             path.write_bytes(b"imap-intake storage probe\n")
-            path.unlink()
+            if not self._object_store:
+                path.unlink()
         except Exception as exc:  # noqa: BLE001 - object stores raise their own errors: all are the store's
             raise StorageError(f"the attachment store {self._where()} cannot take a write: {type(exc).__name__}: {exc}; "
                                f"{self._remote_hint(exc)}") from exc
