@@ -23,6 +23,11 @@ from imap_intake.store.storage import AttachmentStore
 from imap_intake.workspaces import get_workspace
 
 
+def _store(workspace: Workspace) -> AttachmentStore:
+    """The workspace's attachment store: its storage base, through its storage connection when it names one."""
+    return AttachmentStore(workspace.storage_base, conn_id=workspace.storage_conn_id)
+
+
 @contextmanager
 def ledger_connection(conn_id: str) -> Iterator[psycopg.Connection]:
     """Our database connection; a database that goes away mid-run is a transient, retried fault."""
@@ -40,7 +45,7 @@ def _mailbox_job(slug: str, workspaces_file: str | Path | None) -> Iterator[tupl
     workspace = get_workspace(slug, workspaces_file)
     settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
     with ledger_connection(workspace.postgres_conn_id) as connection:
-        yield workspace, settings, AttachmentStore(workspace.storage_base, conn_id=workspace.storage_conn_id), connection
+        yield workspace, settings, _store(workspace), connection
 
 
 def run_poll(slug: str, *, now: dt.datetime, since: Any = None, until: Any = None, sweep: bool = False,
@@ -55,7 +60,7 @@ def run_poll(slug: str, *, now: dt.datetime, since: Any = None, until: Any = Non
         try:
             window = parse_window(since, until, now=now)
             settings = ImapIntakeHook(workspace.imap_conn_id).get_settings()
-            store = AttachmentStore(workspace.storage_base, conn_id=workspace.storage_conn_id)
+            store = _store(workspace)
         except ImapIntakeError as exc:
             folder = workspace.folder or (settings.folder if settings else "")
             ledger = Ledger(connection, workspace=slug, account=settings.account if settings else "", folder=folder)
@@ -77,7 +82,7 @@ def run_reread(
 
 def run_import(slug: str, *, now: dt.datetime, limit: int | None = None, workspaces_file: str | Path | None = None) -> ImportResult:
     workspace = get_workspace(slug, workspaces_file)
-    store = AttachmentStore(workspace.storage_base, conn_id=workspace.storage_conn_id)
+    store = _store(workspace)
     with ledger_connection(workspace.postgres_conn_id) as connection:
         return import_pending(workspace, connection=connection, read=store.get, now=now, limit=limit)
 
