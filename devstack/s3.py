@@ -112,10 +112,11 @@ class S3Server:
         key = iam.create_access_key(UserName=name)["AccessKey"]
         return key["AccessKeyId"], key["SecretAccessKey"]
 
-    def connection_uri(self, key: str = ANY_KEY, secret: str = ANY_SECRET) -> str:
-        """An Airflow ``aws`` connection to this server (endpoint_url in its extra), as AIRFLOW_CONN_<ID>."""
-        return (f"aws://{quote(key, safe='')}:{quote(secret, safe='')}@/?endpoint_url={quote(self.endpoint, safe='')}"
-                f"&region_name={REGION}")
+    def connection_uri(self, key: str = ANY_KEY, secret: str = ANY_SECRET, **extra: Any) -> str:
+        """An Airflow ``aws`` connection to this server (endpoint_url and region in its extra, with
+        ``extra`` beside them), as AIRFLOW_CONN_<ID>."""
+        fields = {"endpoint_url": self.endpoint, "region_name": REGION, **extra}
+        return f"aws://{quote(key, safe='')}:{quote(secret, safe='')}@/?__extra__={quote(json.dumps(fields), safe='')}"
 
     def keys(self, bucket: str, prefix: str = "") -> list[str]:
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
