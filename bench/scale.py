@@ -41,14 +41,12 @@ from typing import Any
 import psycopg
 
 from bench.scale_checks import Verdict, finished_before_kill, task_after_kill
-from bench.scale_figures import Sampler, cpu_seconds, figures
+from bench.scale_figures import RESULTS, Sampler, cpu_seconds, figures
 from bench.servers import Servers, servers
 from devstack.airflow_cluster import AirflowCluster, Component, celery_settings, celery_worker
 from devstack.dovecot import append_messages
 from devstack.samples import PO_CSV_EN, message
 
-RESULTS = {"disk": Path(__file__).resolve().parent / "results" / "scale.json",
-           "s3": Path(__file__).resolve().parent / "results" / "scale-s3.json"}
 S3_BUCKET, S3_CONN = "scale-orders", "scale_s3"
 #: How many workspaces share each mailbox, for 50 over 10 (the first ones are catch-alls).
 SHARES_50_OVER_10 = (15, 10, 5, 5, 5, 4, 3, 1, 1, 1)

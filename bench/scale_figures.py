@@ -138,6 +138,11 @@ def figures(meta: psycopg.Connection[Any], ledger: psycopg.Connection[Any], samp
     }
 
 
+#: Where ``make scale --write`` keeps a run's report, by storage (an S3 run's table shows the disk run's beside it).
+RESULTS = {"disk": Path(__file__).resolve().parent / "results" / "scale.json",
+           "s3": Path(__file__).resolve().parent / "results" / "scale-s3.json"}
+
+
 def markers(storage: str) -> tuple[str, str]:
     """The markers of a run's section in docs/scaling.md: the disk run's, or the S3 run's."""
     name = "make scale" + (" STORAGE=s3" if storage == "s3" else "")
@@ -173,7 +178,7 @@ def render(report: dict[str, Any], path: Path) -> None:
     """Replace the run's measured section of docs/scaling.md (between its markers) with its figures;
     an S3 run's table shows the last disk run's figures (bench/results/scale.json) next to its own."""
     v, d, k = report["verdict"], report["delivered"], report["kill"]
-    disk = Path(__file__).resolve().parent / "results" / "scale.json"
+    disk = RESULTS["disk"]
     beside = json.loads(disk.read_text()) if report.get("storage") == "s3" and disk.exists() else None
     begin, end = markers(report.get("storage", "disk"))
     if beside is None:

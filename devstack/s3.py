@@ -76,8 +76,6 @@ class S3Server:
         if not self.durable or not self.recording.exists():
             return
         lines = self.recording.read_text().splitlines(keepends=True)
-        if lines and not lines[-1].endswith("\n"):
-            lines.pop()
         self.recording.write_text("".join(line for line in lines if _complete(line)))
         self._moto_api("recorder/replay-recording")
 

@@ -42,8 +42,8 @@ for airflow in ${RESOLVE_VERSIONS:-3.2.2 3.3.2}; do
     : > "$resolve_dir/constraints.txt"
     label="requirements.txt + apache-airflow==$airflow, Python $python"
     if [ "${airflow%.*}" = 3.3 ]; then
-      tr ' ' '\n' <<< "$RUNTIME_33_PROVIDERS" > "$resolve_dir/constraints.txt"
-      printf '%s\n' $RUNTIME_33_PROVIDERS | sed 's/==.*//' >> "$resolve_dir/in.txt"
+      printf '%s\n' $RUNTIME_33_PROVIDERS > "$resolve_dir/constraints.txt"
+      sed 's/==.*//' "$resolve_dir/constraints.txt" >> "$resolve_dir/in.txt"
       label="$label, Astro Runtime 3.3-2's providers"
     fi
     if uv pip compile -q --python-version "$python" --python-platform x86_64-manylinux_2_28 -c "$resolve_dir/constraints.txt" \

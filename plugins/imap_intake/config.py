@@ -227,9 +227,10 @@ def parse_workspace(item: Any, *, source: str, env: Mapping[str, str]) -> Worksp
     storage = str(item.get("storage_base") or env.get(STORAGE_VARIABLE) or "")
     if not storage:
         raise _fail(where, f"storage_base is not set: set it here (file:///path, s3://bucket/prefix) or set {STORAGE_VARIABLE}")
-    if item.get("storage_conn_id") and storage.startswith("file://"):
+    on_disk = storage.startswith("file://")
+    if item.get("storage_conn_id") and on_disk:
         raise _fail(where, "storage_conn_id is for an object store (s3://bucket/prefix and the like): a file:// storage_base needs none; remove it")
-    storage_conn = None if storage.startswith("file://") else str(item.get("storage_conn_id") or env.get(STORAGE_CONN_VARIABLE) or "") or None
+    storage_conn = None if on_disk else str(item.get("storage_conn_id") or env.get(STORAGE_CONN_VARIABLE) or "") or None
     recipients = item.get("recipients") or []
     if not isinstance(recipients, list):
         raise _fail(where, "recipients must be a list of addresses this workspace owns")

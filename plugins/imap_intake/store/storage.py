@@ -130,11 +130,11 @@ def _alive(pid: int) -> bool:
 
 def _connection_defined(conn_id: str) -> bool:
     """Whether Airflow knows ``conn_id`` (the Amazon provider falls back to anonymous access when it does not)."""
-    from airflow.sdk import BaseHook
+    from imap_intake.airflow_connections import get_connection
 
     try:
-        BaseHook.get_connection(conn_id)
-    except Exception:  # noqa: BLE001 - AirflowNotFoundException, or no way to ask: either way not usable
+        get_connection(conn_id)
+    except Exception:  # noqa: BLE001 - Airflow's not-found type differs between contexts: either way not usable
         return False
     return True
 
@@ -160,11 +160,11 @@ class AttachmentStore:
             from airflow.sdk import ObjectStoragePath
 
             self._root = ObjectStoragePath(self.base, conn_id=conn_id) if conn_id else ObjectStoragePath(self.base)
-        scheme, _, rest = self.base.partition("://")
-        self._object_store = scheme in OBJECT_STORE_SCHEMES
+        self._scheme, _, rest = self.base.partition("://")
+        self._object_store = self._scheme in OBJECT_STORE_SCHEMES
         self._bucket = rest.partition("/")[0]
         self._conn_id = conn_id
-        self._s3 = scheme in ("s3", "s3a", "s3n")
+        self._s3 = self._scheme in ("s3", "s3a", "s3n")
         self._conn_label = (f"connection '{conn_id}'" if conn_id else
                             "the default connection of its scheme" + (" (aws_default)" if self._s3 else ""))
 
@@ -176,9 +176,8 @@ class AttachmentStore:
 
     def _remote_hint(self, exc: BaseException) -> str:
         """What to do about an object store's error, by its kind."""
-        scheme = self.base.partition("://")[0]
         if isinstance(exc, ImportError):
-            return (f"this Airflow has no filesystem for {scheme}:// storage: install "
+            return (f"this Airflow has no filesystem for {self._scheme}:// storage: install "
                     + ("apache-airflow-providers-amazon[s3fs] (pip install 'imap-intake[s3]')" if self._s3 else
                        "the Airflow provider of that store")
                     + " on every worker and the triggerer")
